@@ -126,6 +126,9 @@ func Open(path string, opts *Options) (*Chip, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNoChip, path)
+	}
 	lock, err := lockFile(path + ".lock")
 	if err != nil {
 		return nil, err

@@ -17,7 +17,7 @@ import (
 	"github.com/rootline/rootline/pluton"
 )
 
-func newChip(t testing.TB, opts *Options) (*Chip, string) {
+func createChip(t testing.TB, opts *Options) (*Chip, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "chip.state")
 	c, err := Create(path, opts)
@@ -30,7 +30,7 @@ func newChip(t testing.TB, opts *Options) (*Chip, string) {
 
 func fusedChip(t testing.TB) (*Chip, string) {
 	t.Helper()
-	c, path := newChip(t, nil)
+	c, path := createChip(t, nil)
 	if err := c.FuseIdentity(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestFuseAndRestart(t *testing.T) {
 	ctx := context.Background()
 	for _, alg := range pluton.Algorithms() {
 		t.Run(alg.String(), func(t *testing.T) {
-			c, path := newChip(t, &Options{DeviceIDAlgorithm: alg})
+			c, path := createChip(t, &Options{DeviceIDAlgorithm: alg})
 			if _, err := c.Identity(ctx); !errors.Is(err, pluton.ErrFuseNotWritten) {
 				t.Fatalf("blank chip identity: %v", err)
 			}
@@ -317,7 +317,7 @@ func TestCounters(t *testing.T) {
 
 func TestLifecycle(t *testing.T) {
 	ctx := context.Background()
-	c, path := newChip(t, nil)
+	c, path := createChip(t, nil)
 	var le *pluton.LifecycleError
 	if err := c.Transition(ctx, pluton.Manufacturing); !errors.As(err, &le) {
 		t.Fatalf("blank → manufacturing by Transition: %v", err)
