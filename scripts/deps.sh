@@ -13,6 +13,9 @@ mkdir -p "$tools"
 # package is already there).
 debian=(
   "openssl:openssl"
+  "softhsm2-util:softhsm2"
+  "pkcs11-tool:opensc"
+  "tpm2_eventlog:tpm2-tools"
 )
 
 # Go programs, as "command:module@version".
