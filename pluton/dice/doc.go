@@ -41,6 +41,19 @@
 // Derive, AsymSeed, KeyPair (Ed25519, P-256, P-384) and DeriveID reproduce
 // open-dice's known_test_values (testdata/known_test_values.json): both CDIs
 // of the three cases, the subject and issuer public keys and IDs of its
-// X.509 and CBOR certificates, and their signatures. Certificate encoding
-// is not part of this package.
+// X.509 and CBOR certificates, and their signatures.
+//
+// # Certificates
+//
+// DeviceIDCertificate and AliasCertificate make the X.509 certificates of
+// the TCG DICE certificate profile, following open-dice's X.509 profile for
+// names, serials and key identifiers (the DICE IDs), with the DiceTcbInfo
+// extension (OID 2.23.133.5.4.1, TCG DICE Attestation Architecture §6.1.1)
+// describing the measured layer, and the tcg-dice-Ueid extension in the
+// DeviceID certificate. DiceTcbInfo is marked non-critical: the
+// specification says SHOULD be critical, but OpenSSL and Go's crypto/x509
+// both refuse a chain with an unknown critical extension, and a chain that
+// standard verifiers refuse is of no use to a device's relying parties. A
+// verifier that appraises measurements must therefore require the
+// extension itself (TcbInfoFromCertificate fails with ErrNoTcbInfo).
 package dice
