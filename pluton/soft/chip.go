@@ -17,7 +17,7 @@ import (
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/dice"
 	"github.com/rootline/rootline/pluton/drbg"
-	"github.com/rootline/rootline/pluton/internal/atomicfile"
+	"github.com/rootline/rootline/internal/atomicfile"
 	"github.com/rootline/rootline/pluton/internal/keys"
 )
 
@@ -809,4 +809,27 @@ func (c *Chip) AllCounters(ctx context.Context) ([]CounterInfo, error) {
 		return nil
 	})
 	return out, err
+}
+
+// FirstLayerCDIs runs the chip's DICE engine, as the boot ROM does once per
+// boot: it derives CDI_Attest and CDI_Seal of the first mutable layer from
+// the UDS and that layer's input values (Open Profile for DICE; the UDS is
+// the current CDI of layer 0). The CDIs are handed to the layer that was
+// measured, as DICE prescribes; the UDS itself never leaves the chip.
+// It needs a lifecycle state in which keys are usable.
+func (c *Chip) FirstLayerCDIs(ctx context.Context, in *dice.InputValues) (attest, seal []byte, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	err = c.read(func(s *chipState) error {
+		if err := usable("DICE derivation", s); err != nil {
+			return err
+		}
+		attest, seal, err = dice.Derive(s.UDS, s.UDS, in)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("soft: %w", err)
+	}
+	return attest, seal, nil
 }
