@@ -60,6 +60,7 @@ or drive an emulated chip yourself:
 	root.AddCommand(
 		newVersionCommand(version),
 		newDeviceCommand(g),
+		newImageCommand(g),
 		newDemoCommand(g),
 	)
 	return root
