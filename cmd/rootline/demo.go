@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/soft"
 )
@@ -88,6 +89,9 @@ func (d *demo) refused(err, want error) error {
 }
 
 func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options) error {
+	if opts == nil {
+		opts = &soft.Options{}
+	}
 	d := &demo{w: w, dir: dir, path: filepath.Join(dir, chipFile)}
 	fmt.Fprintf(w, "rootline demo: an emulated security subsystem, state in %s\n", dir)
 
@@ -194,6 +198,10 @@ func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options) e
 		return err
 	}
 
+	chip.Close()
+	if err := runBootDemo(ctx, d, &device.Options{Chip: *opts}); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\nDone: every operation behaved as the subsystem's API promises.\n")
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/soft"
 )
@@ -58,6 +59,11 @@ as silicon would: keep it private (it is created mode 0600).`,
 		newDeviceSignCommand(f),
 		newDeviceCounterCommand(f),
 		newDeviceLifecycleCommand(f),
+		newDeviceBootCommand(f),
+		newDevicePCRsCommand(f),
+		newDeviceEventLogCommand(f),
+		newDeviceAttestCommand(f),
+		newDeviceConfirmCommand(f),
 	)
 	return cmd
 }
@@ -86,42 +92,39 @@ holds a chip.`,
 			}
 			var hash []byte
 			if rootHash != "" {
-				if hash, err = hex.DecodeString(rootHash); err != nil || (len(hash) != 32 && len(hash) != 48) {
-					return fmt.Errorf("--root-key-hash: want 64 or 96 hex digits (SHA-256 or SHA-384)")
+				h := rootHash
+				if name, ok := strings.CutPrefix(h, "@"); ok {
+					b, err := readFileLimited(name, 1024)
+					if err != nil {
+						return fmt.Errorf("--root-key-hash: %w", err)
+					}
+					h = strings.TrimSpace(string(b))
+				}
+				if hash, err = hex.DecodeString(h); err != nil || (len(hash) != 32 && len(hash) != 48) {
+					return fmt.Errorf("--root-key-hash: want 64 or 96 hex digits (SHA-256 or SHA-384), or @FILE holding them")
 				}
 			}
-			if err := ensureDir(f.state); err != nil {
-				return err
+			if f.state == "" {
+				return errors.New("--state DIR is required")
 			}
 			log, err := f.logger(cmd)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			chip, err := soft.Create(filepath.Join(f.state, chipFile), &soft.Options{Logger: log, DeviceIDAlgorithm: a})
+			d, err := device.Init(ctx, f.state, &device.InitRequest{Product: product, RootKeyHash: hash},
+				&device.Options{Logger: log, Chip: soft.Options{DeviceIDAlgorithm: a}})
 			if err != nil {
 				return err
 			}
-			defer chip.Close()
-			if product != "" {
-				if err := chip.FuseProductID(ctx, product); err != nil {
-					return err
-				}
-			}
-			if err := chip.FuseIdentity(ctx); err != nil {
-				return err
-			}
-			if hash != nil {
-				if err := chip.FuseRootKeyHash(ctx, hash); err != nil {
-					return err
-				}
-			}
+			defer d.Close()
+			chip := d.Chip()
 			return printInfo(ctx, cmd.OutOrStdout(), chip)
 		},
 	}
 	cmd.Flags().StringVar(&alg, "deviceid-alg", "p256", "DeviceID key algorithm: p256, p384, ed25519 or mldsa65")
 	cmd.Flags().StringVar(&product, "product", "", "product identifier to fuse (optional)")
-	cmd.Flags().StringVar(&rootHash, "root-key-hash", "", "hex SHA-256/384 of the product's root signing key (optional)")
+	cmd.Flags().StringVar(&rootHash, "root-key-hash", "", "hex SHA-256/384 of the product's root signing key, or @FILE (optional; see rootline image roothash)")
 	return cmd
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime"
 	"runtime/debug"
 
@@ -61,6 +60,7 @@ or drive an emulated chip yourself:
 		newVersionCommand(version),
 		newDeviceCommand(g),
 		newImageCommand(g),
+		newEvidenceCommand(g),
 		newDemoCommand(g),
 	)
 	return root
@@ -84,12 +84,4 @@ func newVersionCommand(version string) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// must be used by commands that write files into a directory they create.
-func ensureDir(dir string) error {
-	if dir == "" {
-		return fmt.Errorf("--state is required")
-	}
-	return os.MkdirAll(dir, 0o700)
 }

@@ -1,0 +1,732 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha512"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/rootline/rootline/internal/atomicfile"
+	"github.com/rootline/rootline/pluton"
+	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/pluton/dice"
+	"github.com/rootline/rootline/pluton/evidence"
+	"github.com/rootline/rootline/pluton/measure"
+	"github.com/rootline/rootline/pluton/soft"
+)
+
+// Files in a device's state directory.
+const (
+	ChipFile     = "chip.state"
+	DeviceIDFile = "deviceid.crt"
+	BootFile     = "boot.state"
+	EventLogFile = "eventlog.bin"
+)
+
+// Registers used by the boot chain. Register 0 holds the trust policy (what
+// the boot ROM measured before any layer); layer i uses register i+1.
+const (
+	PolicyRegister = 0
+)
+
+// LayerRegister returns the measurement register of a layer.
+func LayerRegister(l boot.Layer) int {
+	for i, x := range boot.Layers() {
+		if x == l {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// Counter names, in the security monitor's compartment.
+const policyCounter = "svn/policy"
+
+func layerCounter(l boot.Layer) string { return "svn/" + string(l) }
+
+// Errors of the device package.
+var (
+	// ErrNotBooted: the operation needs a successful boot first.
+	ErrNotBooted = errors.New("device: not booted")
+	// ErrNotConfigured: the chip lacks its product or root key hash fuse.
+	ErrNotConfigured = errors.New("device: chip has no product or root key hash fused")
+	// ErrBootState: the boot record is corrupt.
+	ErrBootState = errors.New("device: boot record is corrupt")
+)
+
+// BootError says which stage of the boot chain refused. It wraps the
+// typed error of pluton/boot (errors.Is(err, boot.ErrRollback) and so on).
+type BootError struct {
+	Stage string // "policy", "bootloader", "os", "app"
+	Err   error
+}
+
+func (e *BootError) Error() string {
+	return fmt.Sprintf("device: boot refused at %s: %v", e.Stage, e.Err)
+}
+func (e *BootError) Unwrap() error { return e.Err }
+
+// Options configure a Device. The zero value works.
+type Options struct {
+	Logger *slog.Logger
+	// Chip options (entropy source, DeviceID algorithm for Init).
+	Chip soft.Options
+}
+
+// Device is an emulated MCU. It is safe for use by one goroutine at a time.
+type Device struct {
+	dir  string
+	chip *soft.Chip
+	log  *slog.Logger
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o != nil && o.Logger != nil {
+		return o.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (o *Options) chipOptions() *soft.Options {
+	var c soft.Options
+	if o != nil {
+		c = o.Chip
+	}
+	if c.Logger == nil {
+		c.Logger = o.logger()
+	}
+	return &c
+}
+
+// InitRequest says what to fuse into a new chip.
+type InitRequest struct {
+	Product     string // required for Boot; may be empty for a bare chip
+	RootKeyHash []byte // SHA-256 or SHA-384 of the root key's SPKI (boot.RootKeyHash)
+}
+
+// Init creates a new chip in dir and fuses its identity, product and root
+// key hash. It refuses a directory that already holds a chip.
+func Init(ctx context.Context, dir string, req *InitRequest, opts *Options) (*Device, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	chip, err := soft.Create(filepath.Join(dir, ChipFile), opts.chipOptions())
+	if err != nil {
+		return nil, err
+	}
+	d := &Device{dir: dir, chip: chip, log: opts.logger()}
+	if req != nil && req.Product != "" {
+		if err := chip.FuseProductID(ctx, req.Product); err != nil {
+			chip.Close()
+			return nil, err
+		}
+	}
+	if err := chip.FuseIdentity(ctx); err != nil {
+		chip.Close()
+		return nil, err
+	}
+	if req != nil && len(req.RootKeyHash) != 0 {
+		if err := chip.FuseRootKeyHash(ctx, req.RootKeyHash); err != nil {
+			chip.Close()
+			return nil, err
+		}
+	}
+	if _, err := d.deviceIDCertificate(ctx); err != nil && !errors.Is(err, pluton.ErrUnsupportedAlgorithm) {
+		chip.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Open opens the device in dir.
+func Open(dir string, opts *Options) (*Device, error) {
+	chip, err := soft.Open(filepath.Join(dir, ChipFile), opts.chipOptions())
+	if err != nil {
+		return nil, err
+	}
+	return &Device{dir: dir, chip: chip, log: opts.logger()}, nil
+}
+
+// Chip returns the device's security subsystem.
+func (d *Device) Chip() *soft.Chip { return d.chip }
+
+// Dir returns the state directory.
+func (d *Device) Dir() string { return d.dir }
+
+// Close closes the chip.
+func (d *Device) Close() error { return d.chip.Close() }
+
+// Images are the untrusted inputs of a boot: the trust policy and one image
+// per layer.
+type Images struct {
+	Policy              []byte
+	Bootloader, OS, App []byte
+}
+
+func (im *Images) layer(l boot.Layer) []byte {
+	switch l {
+	case boot.Bootloader:
+		return im.Bootloader
+	case boot.OS:
+		return im.OS
+	case boot.App:
+		return im.App
+	}
+	return nil
+}
+
+// bootRecord is what a successful boot leaves in boot.state: enough to
+// derive the layers' CDIs again, to confirm, and to attest. No secret.
+type bootRecord struct {
+	Version       int           `cbor:"1,keyasint"`
+	PolicyVersion uint64        `cbor:"2,keyasint"`
+	PolicyDigest  []byte        `cbor:"3,keyasint"` // SHA-512 of the policy
+	Layers        []layerRecord `cbor:"4,keyasint"`
+	Confirmed     bool          `cbor:"5,keyasint"`
+	Mode          uint8         `cbor:"6,keyasint"` // dice.Mode the layers were derived in
+}
+
+type layerRecord struct {
+	Layer     boot.Layer `cbor:"1,keyasint"`
+	Manifest  []byte     `cbor:"2,keyasint"` // the raw signed manifest encoding
+	CodeHash  []byte     `cbor:"3,keyasint"` // SHA-512 of the payload (DICE code hash)
+	Authority []byte     `cbor:"4,keyasint"` // SHA-512 of the signer key ids (DICE authority hash)
+}
+
+const bootRecordVersion = 1
+
+var (
+	recordEnc = mustEnc()
+	recordDec = mustDec()
+)
+
+func mustEnc() cbor.EncMode {
+	m, err := cbor.CoreDetEncOptions().EncMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func mustDec() cbor.DecMode {
+	m, err := cbor.DecOptions{
+		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
+		IndefLength:       cbor.IndefLengthForbidden,
+		TagsMd:            cbor.TagsForbidden,
+		MaxArrayElements:  16,
+		MaxMapPairs:       16,
+		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
+	}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// BootResult describes a successful boot.
+type BootResult struct {
+	PolicyVersion uint64
+	Layers        []*boot.Manifest
+	Registers     *measure.Registers
+}
+
+// counter reads a security-monitor counter, 0 if it was never set.
+func (d *Device) counter(ctx context.Context, name string) (uint64, error) {
+	v, err := d.chip.Counter(ctx, pluton.SecurityMonitor, name)
+	if errors.Is(err, pluton.ErrNoSuchCounter) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// Boot verifies, measures and derives each layer. On refusal it returns a
+// *BootError, removes the record of any previous boot (the device is not
+// running anything), and changes no counter or fuse.
+func (d *Device) Boot(ctx context.Context, im *Images) (*BootResult, error) {
+	res, rec, logBytes, err := d.boot(ctx, im)
+	if err != nil {
+		os.Remove(filepath.Join(d.dir, BootFile))
+		os.Remove(filepath.Join(d.dir, EventLogFile))
+		d.log.Warn("boot refused", "err", err)
+		return nil, err
+	}
+	data, err := recordEnc.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	// The log first: a crash between the two writes leaves a record whose
+	// log does not match, which attest detects and refuses (ErrBootState).
+	// Both are what a device holds in RAM while it runs: written atomically
+	// but not synced (a power loss means booting again).
+	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, EventLogFile), logBytes, 0o600); err != nil {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, BootFile), data, 0o600); err != nil {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	d.log.Info("booted", "policy_version", res.PolicyVersion, "layers", len(res.Layers))
+	return res, nil
+}
+
+func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord, []byte, error) {
+	if im == nil {
+		return nil, nil, nil, &BootError{Stage: "policy", Err: fmt.Errorf("%w: no images", pluton.ErrInvalidArgument)}
+	}
+	lc, err := d.chip.Lifecycle(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !lc.KeysUsable() {
+		return nil, nil, nil, &pluton.LifecycleError{Op: "boot", Current: lc}
+	}
+	product, err := d.chip.ProductID(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
+	}
+	rootHash, err := d.chip.RootKeyHash(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
+	}
+
+	// Boot ROM: the trust policy.
+	minPolicy, err := d.counter(ctx, policyCounter)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	policy, err := boot.VerifyPolicy(im.Policy, rootHash, product, minPolicy)
+	if err != nil {
+		return nil, nil, nil, &BootError{Stage: "policy", Err: err}
+	}
+	regs, err := measure.New()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := regs.Measure(PolicyRegister, measure.EVNonhostConfig, im.Policy,
+		fmt.Appendf(nil, "rootline trust policy %s v%d", product, policy.Version)); err != nil {
+		return nil, nil, nil, err
+	}
+	pd := sha512.Sum512(im.Policy)
+	rec := &bootRecord{Version: bootRecordVersion, PolicyVersion: policy.Version, PolicyDigest: pd[:], Mode: uint8(diceMode(lc))}
+	res := &BootResult{PolicyVersion: policy.Version, Registers: regs}
+
+	for _, layer := range boot.Layers() {
+		img := im.layer(layer)
+		minSVN, err := d.counter(ctx, layerCounter(layer))
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		m, payload, err := policy.VerifyImage(img, layer, minSVN)
+		if err != nil {
+			return nil, nil, nil, &BootError{Stage: string(layer), Err: err}
+		}
+		parsed, err := boot.ParseImage(img)
+		if err != nil {
+			return nil, nil, nil, &BootError{Stage: string(layer), Err: err}
+		}
+		reg := LayerRegister(layer)
+		if err := regs.Measure(reg, measure.EVPostCode, payload,
+			fmt.Appendf(nil, "%s %s %s svn %d", layer, m.Product, m.Version, m.SVN)); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := regs.Measure(reg, measure.EVNonhostConfig, parsed.RawManifest,
+			fmt.Appendf(nil, "%s manifest", layer)); err != nil {
+			return nil, nil, nil, err
+		}
+		code := sha512.Sum512(payload)
+		auth := sha512.New()
+		for _, id := range m.SignerKeyIDs {
+			auth.Write(id)
+		}
+		rec.Layers = append(rec.Layers, layerRecord{Layer: layer, Manifest: bytes.Clone(parsed.RawManifest),
+			CodeHash: code[:], Authority: auth.Sum(nil)})
+		res.Layers = append(res.Layers, m)
+	}
+	// Make sure the chain derives (the DICE engine runs at boot).
+	chain, err := d.derive(ctx, rec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	chain.wipe()
+	logBytes, err := regs.Log().MarshalBinary()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return res, rec, logBytes, nil
+}
+
+// diceMode maps the lifecycle to the DICE mode of the Open Profile:
+// Maintenance while the chip is on the factory line, Normal afterwards.
+func diceMode(l pluton.Lifecycle) dice.Mode {
+	if l == pluton.Manufacturing {
+		return dice.ModeMaintenance
+	}
+	return dice.ModeNormal
+}
+
+func (r *layerRecord) inputs(mode dice.Mode) (*dice.InputValues, error) {
+	in := &dice.InputValues{ConfigType: dice.ConfigDescriptor, ConfigDescriptor: r.Manifest, Mode: mode}
+	if len(r.CodeHash) != len(in.CodeHash) || len(r.Authority) != len(in.AuthorityHash) {
+		return nil, ErrBootState
+	}
+	copy(in.CodeHash[:], r.CodeHash)
+	copy(in.AuthorityHash[:], r.Authority)
+	return in, nil
+}
+
+// loadRecord reads boot.state and the event log, and checks that they
+// belong together.
+func (d *Device) loadRecord() (*bootRecord, *measure.Log, error) {
+	data, err := os.ReadFile(filepath.Join(d.dir, BootFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, ErrNotBooted
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("device: %w", err)
+	}
+	rec := new(bootRecord)
+	if err := recordDec.Unmarshal(data, rec); err != nil || rec.Version != bootRecordVersion || len(rec.Layers) != len(boot.Layers()) {
+		return nil, nil, fmt.Errorf("%w: %v", ErrBootState, err)
+	}
+	for i, l := range boot.Layers() {
+		if rec.Layers[i].Layer != l {
+			return nil, nil, fmt.Errorf("%w: layer %d is %q", ErrBootState, i, rec.Layers[i].Layer)
+		}
+		if _, err := rec.Layers[i].manifest(); err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrBootState, err)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(d.dir, EventLogFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
+	}
+	lg, err := measure.ParseLog(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
+	}
+	return rec, lg, nil
+}
+
+func (r *layerRecord) manifest() (*boot.Manifest, error) {
+	return boot.ParseManifest(r.Manifest)
+}
+
+// layerKeys is the DICE chain of one boot: each layer's CDI and Alias key.
+type layerKeys struct {
+	alg     pluton.Algorithm
+	cdis    [][]byte // CDI_Attest per layer
+	seals   [][]byte
+	aliases []crypto.Signer
+}
+
+func (k *layerKeys) wipe() {
+	for _, c := range k.cdis {
+		clear(c)
+	}
+	for _, c := range k.seals {
+		clear(c)
+	}
+}
+
+// derive runs DICE over the recorded layers: the chip's engine for the
+// first, dice.Derive for the others.
+func (d *Device) derive(ctx context.Context, rec *bootRecord) (*layerKeys, error) {
+	id, err := d.chip.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k := &layerKeys{alg: id.Algorithm}
+	var attest, seal []byte
+	for i := range rec.Layers {
+		in, err := rec.Layers[i].inputs(dice.Mode(rec.Mode))
+		if err != nil {
+			k.wipe()
+			return nil, err
+		}
+		var na, ns []byte
+		if i == 0 {
+			na, ns, err = d.chip.FirstLayerCDIs(ctx, in)
+		} else {
+			na, ns, err = dice.Derive(attest, seal, in)
+		}
+		if err != nil {
+			k.wipe()
+			return nil, fmt.Errorf("device: DICE layer %s: %w", rec.Layers[i].Layer, err)
+		}
+		alias, err := dice.KeyPair(na, id.Algorithm)
+		if err != nil {
+			k.wipe()
+			return nil, fmt.Errorf("device: alias key of %s: %w", rec.Layers[i].Layer, err)
+		}
+		k.cdis, k.seals, k.aliases = append(k.cdis, na), append(k.seals, ns), append(k.aliases, alias)
+		attest, seal = na, ns
+	}
+	return k, nil
+}
+
+// Confirm marks the running images good: each layer's counter is raised to
+// the SVN it runs, and the policy counter to the policy's version. Until
+// then, the previous images still boot.
+func (d *Device) Confirm(ctx context.Context) error {
+	rec, _, err := d.loadRecord()
+	if err != nil {
+		return err
+	}
+	for _, l := range rec.Layers {
+		m, _ := l.manifest()
+		if err := d.chip.AdvanceCounter(ctx, pluton.SecurityMonitor, layerCounter(l.Layer), m.SVN); err != nil {
+			return fmt.Errorf("device: confirm %s: %w", l.Layer, err)
+		}
+	}
+	if err := d.chip.AdvanceCounter(ctx, pluton.SecurityMonitor, policyCounter, rec.PolicyVersion); err != nil {
+		return fmt.Errorf("device: confirm policy: %w", err)
+	}
+	rec.Confirmed = true
+	data, err := recordEnc.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, BootFile), data, 0o600); err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	d.log.Info("boot confirmed", "policy_version", rec.PolicyVersion)
+	return nil
+}
+
+// Registers returns the measurement registers of the current boot,
+// replayed from its event log.
+func (d *Device) Registers(ctx context.Context) (*measure.Registers, error) {
+	_, lg, err := d.loadRecord()
+	if err != nil {
+		return nil, err
+	}
+	return measure.Restore(lg)
+}
+
+// EventLog returns the TCG event log of the current boot.
+func (d *Device) EventLog(ctx context.Context) ([]byte, error) {
+	_, lg, err := d.loadRecord()
+	if err != nil {
+		return nil, err
+	}
+	return lg.MarshalBinary()
+}
+
+// Manifests returns the manifests of the running layers.
+func (d *Device) Manifests(ctx context.Context) ([]*boot.Manifest, error) {
+	rec, _, err := d.loadRecord()
+	if err != nil {
+		return nil, err
+	}
+	var out []*boot.Manifest
+	for _, l := range rec.Layers {
+		m, err := l.manifest()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Certificates returns the DICE certificate chain of the current boot, leaf
+// (the app's Alias certificate) first, ending with the self-signed DeviceID
+// certificate.
+func (d *Device) Certificates(ctx context.Context) ([]*x509.Certificate, error) {
+	rec, _, err := d.loadRecord()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := d.derive(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.wipe()
+	ders, err := d.certificates(ctx, rec, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*x509.Certificate, len(ders))
+	for i, der := range ders {
+		if out[i], err = x509.ParseCertificate(der); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// deviceIDCertificate returns the chip's self-signed DeviceID certificate,
+// made once and kept in the state directory: it is the device's stable
+// local trust anchor until the factory installs its IDevID.
+func (d *Device) deviceIDCertificate(ctx context.Context) (*x509.Certificate, error) {
+	id, err := d.chip.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(d.dir, DeviceIDFile)
+	if der, err := os.ReadFile(path); err == nil {
+		c, err := x509.ParseCertificate(der)
+		if err == nil && publicKeyEqual(c.PublicKey, id.DeviceID) {
+			return c, nil
+		}
+		return nil, fmt.Errorf("%w: %s does not hold this chip's DeviceID certificate", ErrBootState, path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	devSigner, err := d.chip.Signer(ctx, pluton.SecurityMonitor, pluton.DeviceIDHandle)
+	if err != nil {
+		return nil, err
+	}
+	der, err := dice.DeviceIDCertificate(devSigner, &dice.CertificateTemplate{
+		Subject: id.DeviceID, IsCA: true, MaxPathLen: -1, UEID: id.UEID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device: DeviceID certificate: %w", err)
+	}
+	if err := atomicfile.Write(path, der, 0o644); err != nil {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	x, err1 := pluton.MarshalPublicKey(a)
+	y, err2 := pluton.MarshalPublicKey(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// certificates builds the DICE chain, leaf first.
+func (d *Device) certificates(ctx context.Context, rec *bootRecord, keys *layerKeys) ([][]byte, error) {
+	devSigner, err := d.chip.Signer(ctx, pluton.SecurityMonitor, pluton.DeviceIDHandle)
+	if err != nil {
+		return nil, err
+	}
+	product, _ := d.chip.ProductID(ctx)
+	issuerCert, err := d.deviceIDCertificate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rootDER := issuerCert.Raw
+	var issuer crypto.Signer = devSigner
+	chain := [][]byte{rootDER}
+	for i, l := range rec.Layers {
+		m, err := l.manifest()
+		if err != nil {
+			return nil, err
+		}
+		last := i == len(rec.Layers)-1
+		der, err := dice.AliasCertificate(issuer, issuerCert, &dice.CertificateTemplate{
+			Subject: keys.aliases[i].Public(),
+			IsCA:    !last,
+			MaxPathLen: func() int {
+				if last {
+					return 0
+				}
+				return len(rec.Layers) - 2 - i
+			}(),
+			Tcb: &dice.TcbInfo{
+				Vendor: "rootline", Model: product, Version: m.Version,
+				SVN: m.SVN, HasSVN: true, Layer: uint64(i), HasLayer: true,
+				FWIDs: []dice.FWID{{Hash: m.DigestAlg, Digest: m.Digest}},
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("device: alias certificate of %s: %w", l.Layer, err)
+		}
+		if issuerCert, err = x509.ParseCertificate(der); err != nil {
+			return nil, err
+		}
+		issuer = keys.aliases[i]
+		chain = append(chain, der)
+	}
+	// Leaf first.
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	return chain, nil
+}
+
+// Attest produces evidence over nonce (8 to 64 bytes), signed by the app
+// layer's Alias key, with the DICE chain in its x5chain header.
+func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
+	rec, lg, err := d.loadRecord()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := d.derive(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.wipe()
+	chain, err := d.certificates(ctx, rec, keys)
+	if err != nil {
+		return nil, err
+	}
+	id, err := d.chip.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lc, err := d.chip.Lifecycle(ctx)
+	if err != nil {
+		return nil, err
+	}
+	product, _ := d.chip.ProductID(ctx)
+	counters, err := d.chip.AllCounters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := measure.Restore(lg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBootState, err)
+	}
+	logBytes, err := lg.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	claims := &evidence.Claims{
+		Nonce: nonce, UEID: id.UEID, Product: product, Lifecycle: lc,
+		Counters:  map[string]uint64{},
+		Registers: map[crypto.Hash]map[int][]byte{},
+		EventLog:  logBytes,
+	}
+	for _, c := range counters {
+		if c.Compartment == pluton.SecurityMonitor {
+			claims.Counters[c.Name] = c.Value
+		}
+	}
+	used := []int{PolicyRegister}
+	for _, l := range boot.Layers() {
+		used = append(used, LayerRegister(l))
+	}
+	for _, bank := range regs.Banks() {
+		claims.Registers[bank] = map[int][]byte{}
+		for _, r := range used {
+			v, err := regs.Value(bank, r)
+			if err != nil {
+				return nil, err
+			}
+			claims.Registers[bank][r] = v
+		}
+	}
+	for _, l := range rec.Layers {
+		m, _ := l.manifest()
+		signer := []byte(nil)
+		if len(m.SignerKeyIDs) > 0 {
+			signer = m.SignerKeyIDs[0]
+		}
+		claims.Layers = append(claims.Layers, evidence.Measurement{
+			Layer: string(l.Layer), Version: m.Version, SVN: m.SVN,
+			Digest: m.Digest, DigestAlg: m.DigestAlg, SignerID: signer,
+		})
+	}
+	leaf := keys.aliases[len(keys.aliases)-1]
+	return evidence.Sign(nil, leaf, keys.alg, claims, chain)
+}

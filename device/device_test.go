@@ -1,0 +1,398 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rootline/rootline/internal/testdep"
+	"github.com/rootline/rootline/pluton"
+	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/pluton/dice"
+	"github.com/rootline/rootline/pluton/evidence"
+	"github.com/rootline/rootline/pluton/measure"
+)
+
+// vendor is an OS vendor's and device maker's signing setup for tests.
+type vendor struct {
+	product  string
+	root     crypto.Signer
+	rootHash []byte
+	signers  map[boot.Layer]crypto.Signer
+	policy   []byte
+}
+
+func newVendor(t testing.TB, product string) *vendor {
+	t.Helper()
+	v := &vendor{product: product, signers: map[boot.Layer]crypto.Signer{}}
+	v.root = genKey(t, pluton.ECDSAP384)
+	var err error
+	if v.rootHash, err = boot.RootKeyHash(v.root.Public(), crypto.SHA256); err != nil {
+		t.Fatal(err)
+	}
+	rules := map[boot.Layer]boot.LayerRule{}
+	for _, l := range boot.Layers() {
+		v.signers[l] = genKey(t, pluton.ECDSAP256)
+		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{v.signers[l].Public()}}
+	}
+	v.policy = v.signPolicy(t, 1, rules, nil)
+	return v
+}
+
+func genKey(t testing.TB, alg pluton.Algorithm) crypto.Signer {
+	t.Helper()
+	pemKey, _, err := boot.GenerateKey(rand.Reader, alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := boot.ParsePrivateKeyPEM(pemKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (v *vendor) signPolicy(t testing.TB, version uint64, rules map[boot.Layer]boot.LayerRule, revoked [][]byte) []byte {
+	t.Helper()
+	p, err := boot.SignPolicy(rand.Reader, v.root, pluton.ECDSAP384, &boot.PolicyContent{
+		Version: version, Product: v.product, Layers: rules, Revoked: revoked,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (v *vendor) image(t testing.TB, l boot.Layer, version string, svn uint64, payload string) []byte {
+	t.Helper()
+	img, err := boot.SignImage(rand.Reader, []crypto.Signer{v.signers[l]}, &boot.Manifest{
+		Layer: l, Product: v.product, Version: version, SVN: svn,
+	}, []byte(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func (v *vendor) images(t testing.TB, svn uint64) *Images {
+	return &Images{
+		Policy:     v.policy,
+		Bootloader: v.image(t, boot.Bootloader, "1.0.0", 1, "bootloader code"),
+		OS:         v.image(t, boot.OS, "1.4.0", svn, "os code v"+string(rune('0'+svn))),
+		App:        v.image(t, boot.App, "2.1.0", 1, "app code"),
+	}
+}
+
+func newDevice(t testing.TB, v *vendor) *Device {
+	t.Helper()
+	d, err := Init(context.Background(), t.TempDir(), &InitRequest{Product: v.product, RootKeyHash: v.rootHash}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func TestBootAttestVerify(t *testing.T) {
+	ctx := context.Background()
+	v := newVendor(t, "sku-a")
+	d := newDevice(t, v)
+	res, err := d.Boot(ctx, v.images(t, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Layers) != 3 || res.Layers[1].Version != "1.4.0" {
+		t.Fatalf("boot result %+v", res.Layers)
+	}
+	// The registers replayed from the stored log are the ones boot computed.
+	regs, err := d.Registers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bank := range regs.Banks() {
+		a, _ := regs.Values(bank)
+		b, _ := res.Registers.Values(bank)
+		for i := range a {
+			if !bytes.Equal(a[i], b[i]) {
+				t.Fatalf("register %d of %v differs after restore", i, bank)
+			}
+		}
+	}
+
+	nonce := []byte("0123456789abcdef")
+	ev, err := d.Attest(ctx, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := d.Certificates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(certs[len(certs)-1])
+	tok, err := evidence.Verify(ev, &evidence.VerifyOptions{Nonce: nonce, Roots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := d.Chip().Identity(ctx)
+	if !bytes.Equal(tok.Claims.UEID, id.UEID) || tok.Claims.Product != "sku-a" || len(tok.Claims.Layers) != 3 {
+		t.Fatalf("claims %+v", tok.Claims)
+	}
+	if tok.Claims.Lifecycle != pluton.Manufacturing {
+		t.Fatalf("lifecycle %v", tok.Claims.Lifecycle)
+	}
+	// The chain carries each layer's TcbInfo with the image digest.
+	for i, l := range boot.Layers() {
+		c := tok.Chain[len(tok.Chain)-2-i]
+		tcb, err := dice.TcbInfoFromCertificate(c)
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		if tcb.Layer != uint64(i) || !bytes.Equal(tcb.FWIDs[0].Digest, res.Layers[i].Digest) {
+			t.Fatalf("%s: TcbInfo %+v", l, tcb)
+		}
+	}
+	// Another nonce is refused.
+	if _, err := evidence.Verify(ev, &evidence.VerifyOptions{Nonce: []byte("fedcba9876543210"), Roots: roots}); !errors.Is(err, evidence.ErrNonce) {
+		t.Fatalf("wrong nonce: %v", err)
+	}
+	// The alias key is the same across restarts (same images, same CDIs).
+	d.Close()
+	d2, err := Open(d.Dir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	certs2, err := d2.Certificates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(certs2[0].RawSubjectPublicKeyInfo, certs[0].RawSubjectPublicKeyInfo) {
+		t.Fatal("alias key changed across restart")
+	}
+}
+
+func TestRollbackAndConfirm(t *testing.T) {
+	ctx := context.Background()
+	v := newVendor(t, "sku-a")
+	d := newDevice(t, v)
+	if _, err := d.Boot(ctx, v.images(t, 3)); err != nil {
+		t.Fatal(err)
+	}
+	// Before confirmation an older OS still boots (fallback).
+	old := v.images(t, 2)
+	if _, err := d.Boot(ctx, old); err != nil {
+		t.Fatalf("fallback before confirm: %v", err)
+	}
+	if _, err := d.Boot(ctx, v.images(t, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Confirm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := d.Chip().Counter(ctx, pluton.SecurityMonitor, "svn/os"); c != 3 {
+		t.Fatalf("os counter %d", c)
+	}
+	counters, _ := os.ReadFile(filepath.Join(d.Dir(), ChipFile))
+	_, err := d.Boot(ctx, old)
+	var be *BootError
+	if !errors.As(err, &be) || be.Stage != "os" || !errors.Is(err, boot.ErrRollback) {
+		t.Fatalf("rolled-back OS: %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(d.Dir(), ChipFile))
+	if !bytes.Equal(counters, after) {
+		t.Fatal("refused boot changed the chip")
+	}
+	if _, err := d.Attest(ctx, []byte("0123456789abcdef")); !errors.Is(err, ErrNotBooted) {
+		t.Fatalf("attest after refused boot: %v", err)
+	}
+}
+
+func TestBootRefusals(t *testing.T) {
+	ctx := context.Background()
+	v := newVendor(t, "sku-a")
+	other := newVendor(t, "sku-a")
+	d := newDevice(t, v)
+	good := v.images(t, 1)
+	tampered := bytes.Clone(good.OS)
+	tampered[len(tampered)-1] ^= 1
+	for name, tc := range map[string]struct {
+		im    *Images
+		stage string
+		want  error
+	}{
+		"tampered os":    {&Images{good.Policy, good.Bootloader, tampered, good.App}, "os", boot.ErrDigestMismatch},
+		"other signer":   {&Images{good.Policy, good.Bootloader, other.image(t, boot.OS, "1.0.0", 1, "x"), good.App}, "os", boot.ErrUnknownSigner},
+		"other root":     {&Images{other.policy, good.Bootloader, good.OS, good.App}, "policy", boot.ErrRootKeyMismatch},
+		"layer swap":     {&Images{good.Policy, good.Bootloader, good.App, good.OS}, "os", boot.ErrUnknownSigner},
+		"truncated app":  {&Images{good.Policy, good.Bootloader, good.OS, good.App[:40]}, "app", boot.ErrTruncated},
+		"missing app":    {&Images{good.Policy, good.Bootloader, good.OS, nil}, "app", boot.ErrTruncated},
+		"garbage policy": {&Images{[]byte("nope"), good.Bootloader, good.OS, good.App}, "policy", boot.ErrMalformed},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := d.Boot(ctx, tc.im)
+			var be *BootError
+			if !errors.As(err, &be) || be.Stage != tc.stage || !errors.Is(err, tc.want) {
+				t.Fatalf("got %v; want stage %s, %v", err, tc.stage, tc.want)
+			}
+		})
+	}
+	// A revoked signer, through a newer policy.
+	kid, _ := boot.KeyID(v.signers[boot.OS].Public())
+	rules := map[boot.Layer]boot.LayerRule{}
+	for _, l := range boot.Layers() {
+		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{v.signers[l].Public()}}
+	}
+	revoking := v.signPolicy(t, 2, rules, [][]byte{kid})
+	if _, err := d.Boot(ctx, &Images{revoking, good.Bootloader, good.OS, good.App}); !errors.Is(err, boot.ErrRevokedSigner) {
+		t.Fatalf("revoked signer: %v", err)
+	}
+}
+
+// The event log the device writes is read by tpm2_eventlog, which computes
+// the same registers.
+func TestEventLogTPM2Tools(t *testing.T) {
+	tool := testdep.LookPath(t, "tpm2_eventlog")
+	ctx := context.Background()
+	v := newVendor(t, "sku-a")
+	d := newDevice(t, v)
+	if _, err := d.Boot(ctx, v.images(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.EventLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "log.bin")
+	os.WriteFile(path, b, 0o644)
+	out, err := exec.Command(tool, path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tpm2_eventlog: %v\n%s", err, out)
+	}
+	regs, _ := d.Registers(ctx)
+	for _, bank := range regs.Banks() {
+		for _, r := range []int{PolicyRegister, 1, 2, 3} {
+			val, _ := regs.Value(bank, r)
+			if !strings.Contains(strings.ToLower(string(out)), strings.ToLower(strings.ToUpper(hexs(val)))) {
+				t.Errorf("tpm2_eventlog output lacks register %d of %v (%x)", r, bank, val)
+			}
+		}
+	}
+	if _, err := measure.ParseLog(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hexs(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
+
+// openssl verify accepts the DICE chain the device presents, anchored at
+// its DeviceID certificate.
+func TestChainOpenSSL(t *testing.T) {
+	openssl := testdep.LookPath(t, "openssl")
+	ctx := context.Background()
+	v := newVendor(t, "sku-a")
+	d := newDevice(t, v)
+	if _, err := d.Boot(ctx, v.images(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	certs, err := d.Certificates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name string, cs ...*x509.Certificate) string {
+		var buf bytes.Buffer
+		for _, c := range cs {
+			pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, buf.Bytes(), 0o644)
+		return p
+	}
+	n := len(certs)
+	out, err := exec.Command(openssl, "verify", "-x509_strict",
+		"-CAfile", write("root.pem", certs[n-1]),
+		"-untrusted", write("inter.pem", certs[1:n-1]...),
+		write("leaf.pem", certs[0])).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), ": OK") {
+		t.Fatalf("openssl verify: %v\n%s", err, out)
+	}
+}
+
+func BenchmarkBoot(b *testing.B) {
+	ctx := context.Background()
+	v := newVendor(b, "sku-a")
+	d := newDevice(b, v)
+	im := v.images(b, 1)
+	b.Run("boot", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := d.Boot(ctx, im); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("attest", func(b *testing.B) {
+		nonce := []byte("0123456789abcdef")
+		for b.Loop() {
+			if _, err := d.Attest(ctx, nonce); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkBootRaw measures, in the same run as BenchmarkBoot, the
+// signature work a boot and an attestation cannot avoid: verifying the
+// policy (P-384) and three image signatures (P-256); and making the three
+// Alias certificates' and the token's signatures (P-256) plus deriving the
+// three Alias keys.
+func BenchmarkBootRaw(b *testing.B) {
+	p384 := genKey(b, pluton.ECDSAP384)
+	p256 := genKey(b, pluton.ECDSAP256)
+	msg := []byte("manifest")
+	sig384, _ := p384.Sign(rand.Reader, pluton.ECDSAP384.Digest(msg), crypto.SHA384)
+	sig256, _ := p256.Sign(rand.Reader, pluton.ECDSAP256.Digest(msg), crypto.SHA256)
+	b.Run("verify-1xP384+3xP256", func(b *testing.B) {
+		for b.Loop() {
+			if pluton.Verify(p384.Public(), pluton.ECDSAP384, msg, sig384) != nil {
+				b.Fatal("verify")
+			}
+			for range 3 {
+				if pluton.Verify(p256.Public(), pluton.ECDSAP256, msg, sig256) != nil {
+					b.Fatal("verify")
+				}
+			}
+		}
+	})
+	cdi := make([]byte, 32)
+	b.Run("sign-4xP256+3xKeyPair", func(b *testing.B) {
+		for b.Loop() {
+			for range 3 {
+				if _, err := dice.KeyPair(cdi, pluton.ECDSAP256); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 4 {
+				if _, err := p256.Sign(rand.Reader, pluton.ECDSAP256.Digest(msg), crypto.SHA256); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+}
