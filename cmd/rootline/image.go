@@ -150,6 +150,12 @@ bring back.`,
 			if len(keyFiles) == 0 || len(keyFiles) > 2 {
 				return errors.New("--key: give one key, or two (ECDSA and ML-DSA-65) for a hybrid image")
 			}
+			if product == "" {
+				product = os.Getenv("ROOTLINE_PRODUCT")
+			}
+			if product == "" {
+				return errors.New("--product is required (or set ROOTLINE_PRODUCT): a chip refuses images made for another product, so every image names its product")
+			}
 			if in == "" || out == "" {
 				return errors.New("--in FILE and --out IMAGE are required")
 			}
@@ -186,7 +192,7 @@ bring back.`,
 	}
 	cmd.Flags().StringArrayVar(&keyFiles, "key", nil, "private key file (PEM); twice for a hybrid image")
 	cmd.Flags().StringVar(&layer, "layer", "", "layer: bootloader, os or app (required)")
-	cmd.Flags().StringVar(&product, "product", "", "product identifier (required)")
+	cmd.Flags().StringVar(&product, "product", "", "product identifier (required; default $ROOTLINE_PRODUCT)")
 	cmd.Flags().StringVar(&version, "version", "", "semantic version, e.g. 1.4.0 (required)")
 	cmd.Flags().Uint64Var(&svn, "svn", 0, "security version number (0 to 4294967295)")
 	cmd.Flags().StringVar(&in, "in", "", "payload file (required)")
