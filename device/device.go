@@ -193,6 +193,10 @@ type bootRecord struct {
 	Layers        []layerRecord `cbor:"4,keyasint"`
 	Confirmed     bool          `cbor:"5,keyasint"`
 	Mode          uint8         `cbor:"6,keyasint"` // dice.Mode the layers were derived in
+	// Chain is the DICE certificate chain made at boot, leaf (the app's
+	// Alias certificate) first, DeviceID certificate last: each layer
+	// certifies the next one's Alias key as it starts it, as DICE does.
+	Chain [][]byte `cbor:"7,keyasint"`
 }
 
 type layerRecord struct {
@@ -223,6 +227,7 @@ func mustDec() cbor.DecMode {
 		IndefLength:       cbor.IndefLengthForbidden,
 		TagsMd:            cbor.TagsForbidden,
 		MaxArrayElements:  16,
+		MaxNestedLevels:   8,
 		MaxMapPairs:       16,
 		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
 	}.DecMode()
@@ -351,11 +356,17 @@ func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord
 		res.Layers = append(res.Layers, m)
 	}
 	// Make sure the chain derives (the DICE engine runs at boot).
-	chain, err := d.derive(ctx, rec)
+	// The DICE engine and each layer derive the next layer's identity and
+	// certify it.
+	keys, err := d.derive(ctx, rec)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	chain.wipe()
+	rec.Chain, err = d.certificates(ctx, rec, keys)
+	keys.wipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	logBytes, err := regs.Log().MarshalBinary()
 	if err != nil {
 		return nil, nil, nil, err
@@ -395,6 +406,9 @@ func (d *Device) loadRecord() (*bootRecord, *measure.Log, error) {
 	rec := new(bootRecord)
 	if err := recordDec.Unmarshal(data, rec); err != nil || rec.Version != bootRecordVersion || len(rec.Layers) != len(boot.Layers()) {
 		return nil, nil, fmt.Errorf("%w: %v", ErrBootState, err)
+	}
+	if len(rec.Chain) != len(boot.Layers())+1 {
+		return nil, nil, fmt.Errorf("%w: chain of %d certificates", ErrBootState, len(rec.Chain))
 	}
 	for i, l := range boot.Layers() {
 		if rec.Layers[i].Layer != l {
@@ -545,17 +559,8 @@ func (d *Device) Certificates(ctx context.Context) ([]*x509.Certificate, error) 
 	if err != nil {
 		return nil, err
 	}
-	keys, err := d.derive(ctx, rec)
-	if err != nil {
-		return nil, err
-	}
-	defer keys.wipe()
-	ders, err := d.certificates(ctx, rec, keys)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*x509.Certificate, len(ders))
-	for i, der := range ders {
+	out := make([]*x509.Certificate, len(rec.Chain))
+	for i, der := range rec.Chain {
 		if out[i], err = x509.ParseCertificate(der); err != nil {
 			return nil, err
 		}
@@ -666,9 +671,10 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer keys.wipe()
-	chain, err := d.certificates(ctx, rec, keys)
-	if err != nil {
-		return nil, err
+	chain := rec.Chain
+	leaf := keys.aliases[len(keys.aliases)-1]
+	if c, err := x509.ParseCertificate(chain[0]); err != nil || !publicKeyEqual(c.PublicKey, leaf.Public()) {
+		return nil, fmt.Errorf("%w: the recorded chain does not certify this boot's Alias key", ErrBootState)
 	}
 	id, err := d.chip.Identity(ctx)
 	if err != nil {
@@ -727,6 +733,5 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 			Digest: m.Digest, DigestAlg: m.DigestAlg, SignerID: signer,
 		})
 	}
-	leaf := keys.aliases[len(keys.aliases)-1]
 	return evidence.Sign(nil, leaf, keys.alg, claims, chain)
 }

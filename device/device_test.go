@@ -340,6 +340,9 @@ func BenchmarkBoot(b *testing.B) {
 	v := newVendor(b, "sku-a")
 	d := newDevice(b, v)
 	im := v.images(b, 1)
+	if _, err := d.Boot(ctx, im); err != nil {
+		b.Fatal(err)
+	}
 	b.Run("boot", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := d.Boot(ctx, im); err != nil {
