@@ -13,9 +13,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/rootline/rootline/internal/atomicfile"
+	"github.com/rootline/rootline/internal/strictcbor"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
 	"github.com/rootline/rootline/pluton/dice"
@@ -209,33 +208,9 @@ type layerRecord struct {
 const bootRecordVersion = 1
 
 var (
-	recordEnc = mustEnc()
-	recordDec = mustDec()
+	recordEnc = strictcbor.EncMode()
+	recordDec = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 8, MaxArrayElements: 16, MaxMapPairs: 16})
 )
-
-func mustEnc() cbor.EncMode {
-	m, err := cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
-func mustDec() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxArrayElements:  16,
-		MaxNestedLevels:   8,
-		MaxMapPairs:       16,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
 
 // BootResult describes a successful boot.
 type BootResult struct {

@@ -10,7 +10,7 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
+	"github.com/rootline/rootline/internal/strictcbor"
 )
 
 // Layer names a stage of the boot chain. Each stage verifies the next
@@ -297,34 +297,9 @@ func parseManifest(b []byte) (*Manifest, error) {
 // CBOR modes for manifests and policies: deterministic encoding, strict
 // bounded decoding.
 var (
-	encMode = mustEncMode()
-	decMode = mustDecMode()
+	encMode = strictcbor.EncMode()
+	decMode = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 6, MaxArrayElements: maxRevoked, MaxMapPairs: 16})
 )
-
-func mustEncMode() cbor.EncMode {
-	m, err := cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
-func mustDecMode() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxNestedLevels:   6,
-		MaxArrayElements:  maxRevoked,
-		MaxMapPairs:       16,
-		UTF8:              cbor.UTF8RejectInvalid,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
 
 // ParseManifest decodes a manifest encoding (Image.RawManifest) strictly,
 // without any signature check: use it only on a manifest whose image was

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"github.com/rootline/rootline/internal/strictcbor"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/measure"
 )
@@ -143,34 +144,9 @@ var (
 // array and map sizes. Encoding is Core Deterministic Encoding (RFC 8949,
 // §4.2.1), and a claims set must be in it to be accepted.
 var (
-	claimsDecMode = mustDecMode()
-	claimsEncMode = mustEncMode()
+	claimsDecMode = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 8, MaxArrayElements: 16, MaxMapPairs: MaxCounters})
+	claimsEncMode = strictcbor.EncMode()
 )
-
-func mustDecMode() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxNestedLevels:   8,
-		MaxArrayElements:  16,
-		MaxMapPairs:       MaxCounters,
-		UTF8:              cbor.UTF8RejectInvalid,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
-func mustEncMode() cbor.EncMode {
-	m, err := cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
 
 // validate checks c against the profile's rules and limits and returns
 // its event log parsed (nil if it has none). Errors are *VerifyError.

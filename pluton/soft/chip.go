@@ -14,10 +14,10 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/rootline/rootline/internal/atomicfile"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/dice"
 	"github.com/rootline/rootline/pluton/drbg"
-	"github.com/rootline/rootline/internal/atomicfile"
 	"github.com/rootline/rootline/pluton/internal/keys"
 )
 

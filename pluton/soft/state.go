@@ -9,8 +9,7 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/fxamacker/cbor/v2"
-
+	"github.com/rootline/rootline/internal/strictcbor"
 	"github.com/rootline/rootline/pluton"
 )
 
@@ -129,33 +128,9 @@ func (s *chipState) wipe() {
 }
 
 var (
-	encMode = mustEncMode()
-	decMode = mustDecMode()
+	encMode = strictcbor.EncMode()
+	decMode = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 8, MaxArrayElements: 256, MaxMapPairs: 64})
 )
-
-func mustEncMode() cbor.EncMode {
-	m, err := cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
-func mustDecMode() cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:         cbor.DupMapKeyEnforcedAPF,
-		IndefLength:       cbor.IndefLengthForbidden,
-		TagsMd:            cbor.TagsForbidden,
-		MaxNestedLevels:   8,
-		MaxArrayElements:  256,
-		MaxMapPairs:       64,
-		ExtraReturnErrors: cbor.ExtraDecErrorUnknownField,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
 
 // marshalState encodes and validates s. It refuses to write a state it
 // would refuse to read.

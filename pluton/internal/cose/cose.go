@@ -39,8 +39,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/fxamacker/cbor/v2"
-
+	"github.com/rootline/rootline/internal/strictcbor"
 	"github.com/rootline/rootline/pluton"
 )
 
@@ -158,33 +157,12 @@ func AlgorithmFromID(id int64) (pluton.Algorithm, error) {
 // Decoding modes. The outer mode admits the message's own tag; the inner
 // one, used for everything inside it, admits no tags at all.
 var (
-	outerDecMode = mustDecMode(cbor.TagsAllowed)
-	innerDecMode = mustDecMode(cbor.TagsForbidden)
-	encMode      = mustEncMode()
+	outerDecMode = strictcbor.DecMode(coseLimits(true))
+	innerDecMode = strictcbor.DecMode(coseLimits(false))
+	encMode      = strictcbor.EncMode()
 )
 
-func mustDecMode(tags cbor.TagsMode) cbor.DecMode {
-	m, err := cbor.DecOptions{
-		DupMapKey:        cbor.DupMapKeyEnforcedAPF,
-		IndefLength:      cbor.IndefLengthForbidden,
-		TagsMd:           tags,
-		MaxNestedLevels:  8,
-		MaxArrayElements: 64,
-		MaxMapPairs:      MaxHeaderLabels,
-		UTF8:             cbor.UTF8RejectInvalid,
-	}.DecMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
-func mustEncMode() cbor.EncMode {
-	// Core Deterministic Encoding (RFC 8949, §4.2.1): preferred
-	// serialization, map keys sorted bytewise.
-	m, err := cbor.CoreDetEncOptions().EncMode()
-	if err != nil {
-		panic(err)
-	}
-	return m
+func coseLimits(tags bool) strictcbor.Limits {
+	return strictcbor.Limits{MaxNestedLevels: 8, MaxArrayElements: 64, MaxMapPairs: MaxHeaderLabels,
+		AllowTags: tags, AllowUnknownFields: true}
 }
