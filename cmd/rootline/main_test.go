@@ -1,8 +1,12 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"testing"
+
+	"github.com/rootline/rootline/internal/testdep"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -16,7 +20,27 @@ func TestMain(m *testing.M) {
 }
 
 func TestScripts(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata/script"})
+	testscript.Run(t, testscript.Params{
+		Dir: "testdata/script",
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// require PROGRAM...: fail when a program is missing. Scripts
+			// put a "[!exec:PROGRAM] [!ci] skip" line before it, so that
+			// a developer's machine skips and CI=true fails.
+			"require": func(ts *testscript.TestScript, neg bool, args []string) {
+				for _, prog := range args {
+					if _, err := exec.LookPath(prog); err != nil {
+						ts.Fatalf("%s is required and missing; run make deps", prog)
+					}
+				}
+			},
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "ci" {
+				return testdep.CI(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+	})
 }
 
 func TestDemo(t *testing.T) {

@@ -60,6 +60,7 @@ or drive an emulated chip yourself:
 		newVersionCommand(version),
 		newDeviceCommand(g),
 		newImageCommand(g),
+		newHSMCommand(g),
 		newEvidenceCommand(g),
 		newDemoCommand(g),
 	)
