@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/rootline/rootline/internal/atomicfile"
 	"github.com/rootline/rootline/internal/strictcbor"
@@ -86,6 +87,17 @@ type Device struct {
 	dir  string
 	chip *soft.Chip
 	log  *slog.Logger
+	// running is the state of the current boot, as a device holds it in
+	// RAM; it is also in boot.state and eventlog.bin so that another
+	// process (the next CLI command) can pick it up.
+	running *bootState
+}
+
+// bootState is a loaded, checked boot record.
+type bootState struct {
+	rec       *bootRecord
+	log       *measure.Log
+	manifests []*boot.Manifest
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -232,6 +244,7 @@ func (d *Device) counter(ctx context.Context, name string) (uint64, error) {
 // *BootError, removes the record of any previous boot (the device is not
 // running anything), and changes no counter or fuse.
 func (d *Device) Boot(ctx context.Context, im *Images) (*BootResult, error) {
+	d.running = nil
 	res, rec, logBytes, err := d.boot(ctx, im)
 	if err != nil {
 		os.Remove(filepath.Join(d.dir, BootFile))
@@ -253,6 +266,7 @@ func (d *Device) Boot(ctx context.Context, im *Images) (*BootResult, error) {
 	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, BootFile), data, 0o600); err != nil {
 		return nil, fmt.Errorf("device: %w", err)
 	}
+	d.running = &bootState{rec: rec, log: res.Registers.Log(), manifests: res.Layers}
 	d.log.Info("booted", "policy_version", res.PolicyVersion, "layers", len(res.Layers))
 	return res, nil
 }
@@ -368,52 +382,79 @@ func (r *layerRecord) inputs(mode dice.Mode) (*dice.InputValues, error) {
 	return in, nil
 }
 
-// loadRecord reads boot.state and the event log, and checks that they
-// belong together.
+// loadRecord returns the current boot: from memory, or else from
+// boot.state and the event log, checked to belong together.
 func (d *Device) loadRecord() (*bootRecord, *measure.Log, error) {
+	st, err := d.current()
+	if err != nil {
+		return nil, nil, err
+	}
+	return st.rec, st.log, nil
+}
+
+func (d *Device) current() (*bootState, error) {
+	if d.running != nil {
+		return d.running, nil
+	}
 	data, err := os.ReadFile(filepath.Join(d.dir, BootFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, ErrNotBooted
+		return nil, ErrNotBooted
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("device: %w", err)
+		return nil, fmt.Errorf("device: %w", err)
 	}
 	rec := new(bootRecord)
 	if err := recordDec.Unmarshal(data, rec); err != nil || rec.Version != bootRecordVersion || len(rec.Layers) != len(boot.Layers()) {
-		return nil, nil, fmt.Errorf("%w: %v", ErrBootState, err)
+		return nil, fmt.Errorf("%w: %v", ErrBootState, err)
 	}
 	if len(rec.Chain) != len(boot.Layers())+1 {
-		return nil, nil, fmt.Errorf("%w: chain of %d certificates", ErrBootState, len(rec.Chain))
+		return nil, fmt.Errorf("%w: chain of %d certificates", ErrBootState, len(rec.Chain))
 	}
+	st := &bootState{rec: rec}
 	for i, l := range boot.Layers() {
 		if rec.Layers[i].Layer != l {
-			return nil, nil, fmt.Errorf("%w: layer %d is %q", ErrBootState, i, rec.Layers[i].Layer)
+			return nil, fmt.Errorf("%w: layer %d is %q", ErrBootState, i, rec.Layers[i].Layer)
 		}
-		if _, err := rec.Layers[i].manifest(); err != nil {
-			return nil, nil, fmt.Errorf("%w: %v", ErrBootState, err)
+		m, err := rec.Layers[i].manifest()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBootState, err)
 		}
+		st.manifests = append(st.manifests, m)
 	}
 	raw, err := os.ReadFile(filepath.Join(d.dir, EventLogFile))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
+		return nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
 	}
-	lg, err := measure.ParseLog(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
+	if st.log, err = measure.ParseLog(raw); err != nil {
+		return nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
 	}
-	return rec, lg, nil
+	d.running = st
+	return st, nil
 }
 
 func (r *layerRecord) manifest() (*boot.Manifest, error) {
 	return boot.ParseManifest(r.Manifest)
 }
 
-// layerKeys is the DICE chain of one boot: each layer's CDI and Alias key.
+// layerKeys is the DICE chain of one boot: each layer's CDIs, and its
+// Alias key, derived from its CDI_Attest when first asked for.
 type layerKeys struct {
 	alg     pluton.Algorithm
 	cdis    [][]byte // CDI_Attest per layer
 	seals   [][]byte
 	aliases []crypto.Signer
+}
+
+// alias returns layer i's Alias key: ASYM_KDF of its CDI_Attest.
+func (k *layerKeys) alias(i int) (crypto.Signer, error) {
+	if k.aliases[i] == nil {
+		s, err := dice.KeyPair(k.cdis[i], k.alg)
+		if err != nil {
+			return nil, fmt.Errorf("device: alias key of layer %d: %w", i, err)
+		}
+		k.aliases[i] = s
+	}
+	return k.aliases[i], nil
 }
 
 func (k *layerKeys) wipe() {
@@ -432,7 +473,7 @@ func (d *Device) derive(ctx context.Context, rec *bootRecord) (*layerKeys, error
 	if err != nil {
 		return nil, err
 	}
-	k := &layerKeys{alg: id.Algorithm}
+	k := &layerKeys{alg: id.Algorithm, aliases: make([]crypto.Signer, len(rec.Layers))}
 	var attest, seal []byte
 	for i := range rec.Layers {
 		in, err := rec.Layers[i].inputs(dice.Mode(rec.Mode))
@@ -450,12 +491,7 @@ func (d *Device) derive(ctx context.Context, rec *bootRecord) (*layerKeys, error
 			k.wipe()
 			return nil, fmt.Errorf("device: DICE layer %s: %w", rec.Layers[i].Layer, err)
 		}
-		alias, err := dice.KeyPair(na, id.Algorithm)
-		if err != nil {
-			k.wipe()
-			return nil, fmt.Errorf("device: alias key of %s: %w", rec.Layers[i].Layer, err)
-		}
-		k.cdis, k.seals, k.aliases = append(k.cdis, na), append(k.seals, ns), append(k.aliases, alias)
+		k.cdis, k.seals = append(k.cdis, na), append(k.seals, ns)
 		attest, seal = na, ns
 	}
 	return k, nil
@@ -465,13 +501,13 @@ func (d *Device) derive(ctx context.Context, rec *bootRecord) (*layerKeys, error
 // the SVN it runs, and the policy counter to the policy's version. Until
 // then, the previous images still boot.
 func (d *Device) Confirm(ctx context.Context) error {
-	rec, _, err := d.loadRecord()
+	st, err := d.current()
 	if err != nil {
 		return err
 	}
-	for _, l := range rec.Layers {
-		m, _ := l.manifest()
-		if err := d.chip.AdvanceCounter(ctx, pluton.SecurityMonitor, layerCounter(l.Layer), m.SVN); err != nil {
+	rec := st.rec
+	for i, l := range rec.Layers {
+		if err := d.chip.AdvanceCounter(ctx, pluton.SecurityMonitor, layerCounter(l.Layer), st.manifests[i].SVN); err != nil {
 			return fmt.Errorf("device: confirm %s: %w", l.Layer, err)
 		}
 	}
@@ -511,19 +547,11 @@ func (d *Device) EventLog(ctx context.Context) ([]byte, error) {
 
 // Manifests returns the manifests of the running layers.
 func (d *Device) Manifests(ctx context.Context) ([]*boot.Manifest, error) {
-	rec, _, err := d.loadRecord()
+	st, err := d.current()
 	if err != nil {
 		return nil, err
 	}
-	var out []*boot.Manifest
-	for _, l := range rec.Layers {
-		m, err := l.manifest()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return slices.Clone(st.manifests), nil
 }
 
 // Certificates returns the DICE certificate chain of the current boot, leaf
@@ -603,8 +631,12 @@ func (d *Device) certificates(ctx context.Context, rec *bootRecord, keys *layerK
 			return nil, err
 		}
 		last := i == len(rec.Layers)-1
+		alias, err := keys.alias(i)
+		if err != nil {
+			return nil, err
+		}
 		der, err := dice.AliasCertificate(issuer, issuerCert, &dice.CertificateTemplate{
-			Subject: keys.aliases[i].Public(),
+			Subject: alias.Public(),
 			IsCA:    !last,
 			MaxPathLen: func() int {
 				if last {
@@ -624,7 +656,7 @@ func (d *Device) certificates(ctx context.Context, rec *bootRecord, keys *layerK
 		if issuerCert, err = x509.ParseCertificate(der); err != nil {
 			return nil, err
 		}
-		issuer = keys.aliases[i]
+		issuer = alias
 		chain = append(chain, der)
 	}
 	// Leaf first.
@@ -637,17 +669,21 @@ func (d *Device) certificates(ctx context.Context, rec *bootRecord, keys *layerK
 // Attest produces evidence over nonce (8 to 64 bytes), signed by the app
 // layer's Alias key, with the DICE chain in its x5chain header.
 func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
-	rec, lg, err := d.loadRecord()
+	st, err := d.current()
 	if err != nil {
 		return nil, err
 	}
+	rec, lg := st.rec, st.log
 	keys, err := d.derive(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
 	defer keys.wipe()
 	chain := rec.Chain
-	leaf := keys.aliases[len(keys.aliases)-1]
+	leaf, err := keys.alias(len(rec.Layers) - 1)
+	if err != nil {
+		return nil, err
+	}
 	if c, err := x509.ParseCertificate(chain[0]); err != nil || !publicKeyEqual(c.PublicKey, leaf.Public()) {
 		return nil, fmt.Errorf("%w: the recorded chain does not certify this boot's Alias key", ErrBootState)
 	}
@@ -697,8 +733,8 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 			claims.Registers[bank][r] = v
 		}
 	}
-	for _, l := range rec.Layers {
-		m, _ := l.manifest()
+	for i, l := range rec.Layers {
+		m := st.manifests[i]
 		signer := []byte(nil)
 		if len(m.SignerKeyIDs) > 0 {
 			signer = m.SignerKeyIDs[0]

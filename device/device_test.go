@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rootline/rootline/internal/benchratio"
 	"github.com/rootline/rootline/internal/testdep"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
@@ -335,67 +336,119 @@ func TestChainOpenSSL(t *testing.T) {
 	}
 }
 
-func BenchmarkBoot(b *testing.B) {
+// benchSetup is a booted device and the raw operations a boot, an
+// attestation and an evidence check cannot avoid, for the ratios.
+type benchSetup struct {
+	ctx   context.Context
+	d     *Device
+	im    *Images
+	nonce []byte
+	ev    []byte
+	roots *x509.CertPool
+
+	p384, p256     crypto.Signer
+	msg            []byte
+	sig384, sig256 []byte
+	cdi            []byte
+}
+
+func newBench(b *testing.B) *benchSetup {
 	ctx := context.Background()
 	v := newVendor(b, "sku-a")
-	d := newDevice(b, v)
-	im := v.images(b, 1)
-	if _, err := d.Boot(ctx, im); err != nil {
+	s := &benchSetup{ctx: ctx, d: newDevice(b, v), im: v.images(b, 1), nonce: []byte("0123456789abcdef")}
+	if _, err := s.d.Boot(ctx, s.im); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("boot", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := d.Boot(ctx, im); err != nil {
-				b.Fatal(err)
-			}
+	var err error
+	if s.ev, err = s.d.Attest(ctx, s.nonce); err != nil {
+		b.Fatal(err)
+	}
+	certs, _ := s.d.Certificates(ctx)
+	s.roots = x509.NewCertPool()
+	s.roots.AddCert(certs[len(certs)-1])
+	s.p384, s.p256 = genKey(b, pluton.ECDSAP384), genKey(b, pluton.ECDSAP256)
+	s.msg = []byte("manifest")
+	s.sig384, _ = s.p384.Sign(rand.Reader, pluton.ECDSAP384.Digest(s.msg), crypto.SHA384)
+	s.sig256, _ = s.p256.Sign(rand.Reader, pluton.ECDSAP256.Digest(s.msg), crypto.SHA256)
+	s.cdi = make([]byte, 32)
+	return s
+}
+
+func (s *benchSetup) verify(n384, n256 int) error {
+	for range n384 {
+		if err := pluton.Verify(s.p384.Public(), pluton.ECDSAP384, s.msg, s.sig384); err != nil {
+			return err
 		}
-	})
-	b.Run("attest", func(b *testing.B) {
-		nonce := []byte("0123456789abcdef")
-		for b.Loop() {
-			if _, err := d.Attest(ctx, nonce); err != nil {
-				b.Fatal(err)
-			}
+	}
+	for range n256 {
+		if err := pluton.Verify(s.p256.Public(), pluton.ECDSAP256, s.msg, s.sig256); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+func (s *benchSetup) sign(nSign, nKeyPair int) error {
+	for range nKeyPair {
+		if _, err := dice.KeyPair(s.cdi, pluton.ECDSAP256); err != nil {
+			return err
+		}
+	}
+	for range nSign {
+		if _, err := s.p256.Sign(rand.Reader, pluton.ECDSAP256.Digest(s.msg), crypto.SHA256); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkBoot is a three-layer boot (verify, measure, derive, certify)
+// against the signature work it must do: verify the policy (P-384) and
+// three images (P-256), derive three Alias keys, and sign their three
+// certificates (P-256) and check them (crypto/x509 verifies each
+// certificate it signs).
+func BenchmarkBoot(b *testing.B) {
+	s := newBench(b)
+	b.Run("ratio", func(b *testing.B) {
+		benchratio.Compare(b,
+			func() error { _, err := s.d.Boot(s.ctx, s.im); return err },
+			func() error {
+				if err := s.verify(1, 6); err != nil {
+					return err
+				}
+				return s.sign(3, 3)
+			})
 	})
 }
 
-// BenchmarkBootRaw measures, in the same run as BenchmarkBoot, the
-// signature work a boot and an attestation cannot avoid: verifying the
-// policy (P-384) and three image signatures (P-256); and making the three
-// Alias certificates' and the token's signatures (P-256) plus deriving the
-// three Alias keys.
-func BenchmarkBootRaw(b *testing.B) {
-	p384 := genKey(b, pluton.ECDSAP384)
-	p256 := genKey(b, pluton.ECDSAP256)
-	msg := []byte("manifest")
-	sig384, _ := p384.Sign(rand.Reader, pluton.ECDSAP384.Digest(msg), crypto.SHA384)
-	sig256, _ := p256.Sign(rand.Reader, pluton.ECDSAP256.Digest(msg), crypto.SHA256)
-	b.Run("verify-1xP384+3xP256", func(b *testing.B) {
-		for b.Loop() {
-			if pluton.Verify(p384.Public(), pluton.ECDSAP384, msg, sig384) != nil {
-				b.Fatal("verify")
-			}
-			for range 3 {
-				if pluton.Verify(p256.Public(), pluton.ECDSAP256, msg, sig256) != nil {
-					b.Fatal("verify")
+// BenchmarkAttest is evidence creation against deriving the Alias key,
+// making the token's one signature and checking it (COSE signing verifies
+// what it signed, against faults).
+func BenchmarkAttest(b *testing.B) {
+	s := newBench(b)
+	b.Run("ratio", func(b *testing.B) {
+		benchratio.Compare(b,
+			func() error { _, err := s.d.Attest(s.ctx, s.nonce); return err },
+			func() error {
+				if err := s.sign(1, 1); err != nil {
+					return err
 				}
-			}
-		}
+				return s.verify(0, 1)
+			})
 	})
-	cdi := make([]byte, 32)
-	b.Run("sign-4xP256+3xKeyPair", func(b *testing.B) {
-		for b.Loop() {
-			for range 3 {
-				if _, err := dice.KeyPair(cdi, pluton.ECDSAP256); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for range 4 {
-				if _, err := p256.Sign(rand.Reader, pluton.ECDSAP256.Digest(msg), crypto.SHA256); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
+}
+
+// BenchmarkEvidenceVerify is the verifier's first stage on the device's
+// token against the four signatures it must check (token and three
+// certificates, all P-256).
+func BenchmarkEvidenceVerify(b *testing.B) {
+	s := newBench(b)
+	b.Run("ratio", func(b *testing.B) {
+		benchratio.Compare(b,
+			func() error {
+				_, err := evidence.Verify(s.ev, &evidence.VerifyOptions{Nonce: s.nonce, Roots: s.roots})
+				return err
+			},
+			func() error { return s.verify(0, 4) })
 	})
 }

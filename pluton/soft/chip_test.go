@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/rootline/rootline/internal/benchratio"
 	"github.com/rootline/rootline/pluton"
 )
 
@@ -549,6 +550,13 @@ func BenchmarkSign(b *testing.B) {
 			}
 		}
 	})
+	// The target: the subsystem costs at most 10% over crypto/ecdsa
+	// (ratio >= 0.9), both measured alternately in this run.
+	b.Run("P256/ratio", func(b *testing.B) {
+		benchratio.Compare(b,
+			func() error { _, err := s.Sign(nil, digest[:], crypto.SHA256); return err },
+			func() error { _, err := std.Sign(rand.Reader, digest[:], crypto.SHA256); return err })
+	})
 }
 
 func BenchmarkRandom(b *testing.B) {
@@ -570,5 +578,11 @@ func BenchmarkRandom(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+	// The target: at least half of crypto/rand's rate (ratio >= 0.5).
+	b.Run("32B/ratio", func(b *testing.B) {
+		benchratio.Compare(b,
+			func() error { return c.Random(ctx, buf) },
+			func() error { _, err := io.ReadFull(rand.Reader, buf); return err })
 	})
 }
