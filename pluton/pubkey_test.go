@@ -181,6 +181,9 @@ func TestAlgorithmOf(t *testing.T) {
 		}
 	}
 	// A point off the curve is caught by MarshalPublicKey, not AlgorithmOf.
+	// Only the deprecated coordinates can build one: ParseUncompressedPublicKey
+	// refuses it.
+	//lint:ignore SA1019 an off-curve key cannot be built otherwise
 	bad := &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}
 	if _, err := MarshalPublicKey(bad); !errors.Is(err, ErrInvalidKey) {
 		t.Errorf("MarshalPublicKey of an off-curve point: %v", err)
@@ -225,6 +228,7 @@ func TestVerifyErrors(t *testing.T) {
 		{"nil key", nil, Ed25519, msg, sigs[Ed25519], isKeyErr},
 		{"nil *ecdsa.PublicKey", (*ecdsa.PublicKey)(nil), ECDSAP256, msg, sigs[ECDSAP256], isKeyErr},
 		{"ECDSA key without coordinates", &ecdsa.PublicKey{Curve: elliptic.P256()}, ECDSAP256, msg, sigs[ECDSAP256], isKeyErr},
+		//lint:ignore SA1019 an off-curve key cannot be built otherwise
 		{"ECDSA key off the curve", &ecdsa.PublicKey{Curve: elliptic.P256(), X: big.NewInt(1), Y: big.NewInt(1)}, ECDSAP256, msg, sigs[ECDSAP256], isKeyErr},
 		{"short Ed25519 key", ed25519.PublicKey(make([]byte, 31)), Ed25519, msg, sigs[Ed25519], isKeyErr},
 		{"nil *mldsa65.PublicKey", (*mldsa65.PublicKey)(nil), MLDSA65, msg, sigs[MLDSA65], isKeyErr},

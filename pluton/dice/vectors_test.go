@@ -353,10 +353,20 @@ func checkCBOR(t *testing.T, c *vectorCase, alg pluton.Algorithm, cert []byte) {
 		if err := cbor.Unmarshal(coseKey[coseKeyY], &y); err != nil {
 			t.Fatalf("COSE_Key y: %v", err)
 		}
-		pub := subject.(*ecdsa.PublicKey)
+		// The uncompressed point is 04 || x || y, each coordinate
+		// big-endian on size bytes (SEC 1, 2.3.3), as in COSE_Key (RFC
+		// 9053, 7.1.1).
+		point, err := subject.(*ecdsa.PublicKey).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
 		size := (curve.Params().BitSize + 7) / 8
-		if !bytes.Equal(x, pub.X.FillBytes(make([]byte, size))) || !bytes.Equal(y, pub.Y.FillBytes(make([]byte, size))) {
-			t.Errorf("COSE_Key (x, y) = (%x, %x), KeyPair(expected CDI_Attest) gives (%x, %x)", x, y, pub.X, pub.Y)
+		if len(point) != 1+2*size {
+			t.Fatalf("uncompressed point of %d bytes, want %d", len(point), 1+2*size)
+		}
+		wantX, wantY := point[1:1+size], point[1+size:]
+		if !bytes.Equal(x, wantX) || !bytes.Equal(y, wantY) {
+			t.Errorf("COSE_Key (x, y) = (%x, %x), KeyPair(expected CDI_Attest) gives (%x, %x)", x, y, wantX, wantY)
 		}
 		// COSE ECDSA signatures are r || s (RFC 9053, 2.1), over the
 		// SHA-256 or SHA-384 hash of the Sig_structure.
@@ -424,13 +434,14 @@ func TestCompressedPointID(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pub := s.Public().(*ecdsa.PublicKey)
-		if k.name == "subject" {
-			if b, _ := pub.Bytes(); hex.EncodeToString(b) != subjectPoint {
-				t.Errorf("subject key %x, want %s", b, subjectPoint)
-			}
+		point, err := s.Public().(*ecdsa.PublicKey).Bytes()
+		if err != nil {
+			t.Fatal(err)
 		}
-		id, err := DeriveID(elliptic.MarshalCompressed(pub.Curve, pub.X, pub.Y))
+		if k.name == "subject" && hex.EncodeToString(point) != subjectPoint {
+			t.Errorf("subject key %x, want %s", point, subjectPoint)
+		}
+		id, err := DeriveID(compressPoint(t, point))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -438,4 +449,16 @@ func TestCompressedPointID(t *testing.T) {
 			t.Errorf("%s: ID of the compressed point %x, want %s", k.name, id, k.id)
 		}
 	}
+}
+
+// compressPoint turns the uncompressed point 04 || x || y into the
+// compressed one, 02 || x for an even y and 03 || x for an odd one (SEC 1,
+// 2.3.3), as elliptic.MarshalCompressed does.
+func compressPoint(t *testing.T, point []byte) []byte {
+	t.Helper()
+	if len(point) < 3 || len(point)%2 != 1 || point[0] != 4 {
+		t.Fatalf("not an uncompressed point: %x", point)
+	}
+	size := (len(point) - 1) / 2
+	return append([]byte{2 | point[len(point)-1]&1}, point[1:1+size]...)
 }

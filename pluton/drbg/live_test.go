@@ -257,7 +257,8 @@ func TestLiveIsCTRDRBG(t *testing.T) {
 				if pr {
 					reseed()
 				}
-				if err := d.Generate(chunk, nil); errors.Is(err, ErrReseedRequired) {
+				err := d.Generate(chunk, nil)
+				if errors.Is(err, ErrReseedRequired) {
 					reseed()
 					err = d.Generate(chunk, nil)
 				}

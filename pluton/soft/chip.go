@@ -804,7 +804,7 @@ func (c *Chip) AllCounters(ctx context.Context) ([]CounterInfo, error) {
 	var out []CounterInfo
 	err := c.read(func(s *chipState) error {
 		for _, k := range s.Counters {
-			out = append(out, CounterInfo{Name: k.Name, Compartment: k.Compartment, Value: k.Value})
+			out = append(out, CounterInfo(k))
 		}
 		return nil
 	})
