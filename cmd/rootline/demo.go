@@ -21,7 +21,7 @@ func newDemoCommand(g *globals) *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Walk through an emulated chip: fuse, identity, compartments, counters, lifecycle",
+		Short: "Walk through an emulated chip: identity, compartments, secure and measured boot, evidence",
 		Long: `Walk through the security subsystem on an emulated chip, printing each
 step with the command that does the same by hand:
 
@@ -31,6 +31,11 @@ step with the command that does the same by hand:
   4. sign with the app's key, and show the OS is refused that key
   5. move a counter forward, and show it refuses to go back
   6. advance the lifecycle, and show it refuses to go back
+  7. sign three boot images (one hybrid ECDSA + ML-DSA-65) under a
+     root-signed trust policy, fuse a chip for the product and boot it
+  8. print its measurement registers, write and replay the event log
+  9. attest over a nonce and verify the evidence
+ 10. show a rolled-back OS image refused
 
 Each refusal is checked to be the typed error the API promises; the demo
 exits non-zero if anything behaves otherwise.`,
