@@ -18,9 +18,14 @@ debian=(
   "tpm2_eventlog:tpm2-tools"
 )
 
-# Go programs, as "command:module@version".
+# Go programs, as "command:module@version", optionally followed by
+# environment settings for the build ("NAME=value", space-separated).
 gotools=(
   "staticcheck:honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+  # step-ca and the step CLI, for the ca/stepca backend's tests. Pure Go
+  # builds: no PKCS#11/YubiKey cgo plugins are needed here.
+  "step-ca:github.com/smallstep/certificates/cmd/step-ca@v0.30.2 CGO_ENABLED=0"
+  "step:github.com/smallstep/cli/cmd/step@v0.30.2 CGO_ENABLED=0"
 )
 
 say() { printf 'deps: %s\n' "$*"; }
@@ -44,14 +49,21 @@ if ((${#missing[@]})); then
 fi
 
 for entry in "${gotools[@]}"; do
-  cmd=${entry%%:*} mod=${entry#*:}
+  read -r spec buildenv <<<"$entry"
+  cmd=${spec%%:*} mod=${spec#*:}
   stamp="$tools/.$cmd.version"
-  if [ -x "$tools/$cmd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$mod" ]; then
+  version="$mod${buildenv:+ $buildenv}" # what the stamp records
+  if [ -x "$tools/$cmd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
     continue
   fi
-  say "go install $mod"
-  GOBIN="$tools" go install "$mod"
-  echo "$mod" >"$stamp"
+  say "go install $mod${buildenv:+ ($buildenv)}"
+  # shellcheck disable=SC2086 # buildenv is a list of NAME=value words
+  env GOBIN="$tools" $buildenv go install "$mod"
+  echo "$version" >"$stamp"
 done
+
+# A HashiCorp Vault server, for the tests of hsm/vault and ca/vaultpki: built
+# from its module source (see build-vault.sh); skipped when already built.
+"$(dirname "${BASH_SOURCE[0]}")/build-vault.sh"
 
 go mod download
