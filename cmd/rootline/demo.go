@@ -207,6 +207,10 @@ func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options) e
 	if err := runBootDemo(ctx, d, &device.Options{Chip: *opts}); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "\n--- Part 3: the device CA, keys in SoftHSM2 (in %s)\n", filepath.Join(dir, "ca-demo"))
+	if err := runCADemoSteps(ctx, &demo{w: w, n: d.n, dir: filepath.Join(dir, "ca-demo")}, opts.Logger); err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "\nDone: every operation behaved as the subsystem's API promises.\n")
 	return nil
 }

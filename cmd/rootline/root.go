@@ -38,9 +38,11 @@ func newRootCommand(version string) *cobra.Command {
 		Long: `rootline is an open root-of-trust stack for connected devices.
 
 It has a security subsystem ("pluton": DRBG, non-exportable keys in
-compartments, DICE identity, monotonic counters, a one-way lifecycle), a
-software emulation of that subsystem for development and tests, and, as
-they land, the factory provisioning service and the attestation verifier.
+compartments, DICE identity, monotonic counters, a one-way lifecycle,
+measured and secure boot, attestation evidence), a software emulation of a
+chip built on it, factory key custody in PKCS#11 tokens and Vault, the
+device certificate authority, and, as they land, the factory provisioning
+service and the attestation verifier.
 
 Start with the guided walkthrough:
 
@@ -50,7 +52,9 @@ or drive an emulated chip yourself:
 
   rootline device init --state ./chip        # fuse a new chip
   rootline device info --state ./chip        # UEID, lifecycle, DeviceID key
-  rootline device keygen --state ./chip --compartment os --alg p256`,
+  rootline image keygen --alg p256 --out os  # a signing key for OS images
+  rootline device boot --help                # secure and measured boot
+  rootline ca --help                         # the device CA`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -61,6 +65,7 @@ or drive an emulated chip yourself:
 		newDeviceCommand(g),
 		newImageCommand(g),
 		newHSMCommand(g),
+		newCACommand(g),
 		newEvidenceCommand(g),
 		newDemoCommand(g),
 	)
