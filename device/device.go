@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
 	"errors"
@@ -91,6 +92,8 @@ type Device struct {
 	// RAM; it is also in boot.state and eventlog.bin so that another
 	// process (the next CLI command) can pick it up.
 	running *bootState
+	// dirty is set when running has changes not yet in the files.
+	dirty bool
 }
 
 // bootState is a loaded, checked boot record.
@@ -173,8 +176,43 @@ func (d *Device) Chip() *soft.Chip { return d.chip }
 // Dir returns the state directory.
 func (d *Device) Dir() string { return d.dir }
 
-// Close closes the chip.
-func (d *Device) Close() error { return d.chip.Close() }
+// Flush writes the record of the current boot (boot.state and
+// eventlog.bin) so that another process using this state directory sees
+// it. Both are what a running device holds in RAM: they are written
+// atomically but not synced, and a power loss only means booting again.
+// Close flushes too; commands that end a process after Boot or Confirm
+// call Flush to see its error.
+func (d *Device) Flush() error {
+	if !d.dirty || d.running == nil {
+		return nil
+	}
+	logBytes, err := d.running.log.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	ld := sha256.Sum256(logBytes)
+	d.running.rec.LogDigest = ld[:]
+	data, err := recordEnc.Marshal(d.running.rec)
+	if err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	// The log first: a crash between the two writes leaves the previous
+	// record next to this log, which loading refuses (LogDigest).
+	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, EventLogFile), logBytes, 0o600); err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, BootFile), data, 0o600); err != nil {
+		return fmt.Errorf("device: %w", err)
+	}
+	d.dirty = false
+	return nil
+}
+
+// Close flushes the current boot's record and closes the chip.
+func (d *Device) Close() error {
+	err := d.Flush()
+	return errors.Join(err, d.chip.Close())
+}
 
 // Images are the untrusted inputs of a boot: the trust policy and one image
 // per layer.
@@ -208,6 +246,9 @@ type bootRecord struct {
 	// Alias certificate) first, DeviceID certificate last: each layer
 	// certifies the next one's Alias key as it starts it, as DICE does.
 	Chain [][]byte `cbor:"7,keyasint"`
+	// LogDigest is the SHA-256 of eventlog.bin as written with this
+	// record, so that a record is never paired with another boot's log.
+	LogDigest []byte `cbor:"8,keyasint,omitempty"`
 }
 
 type layerRecord struct {
@@ -244,69 +285,56 @@ func (d *Device) counter(ctx context.Context, name string) (uint64, error) {
 // *BootError, removes the record of any previous boot (the device is not
 // running anything), and changes no counter or fuse.
 func (d *Device) Boot(ctx context.Context, im *Images) (*BootResult, error) {
-	d.running = nil
-	res, rec, logBytes, err := d.boot(ctx, im)
+	d.running, d.dirty = nil, false
+	res, rec, err := d.boot(ctx, im)
 	if err != nil {
 		os.Remove(filepath.Join(d.dir, BootFile))
 		os.Remove(filepath.Join(d.dir, EventLogFile))
 		d.log.Warn("boot refused", "err", err)
 		return nil, err
 	}
-	data, err := recordEnc.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("device: %w", err)
-	}
-	// The log first: a crash between the two writes leaves a record whose
-	// log does not match, which attest detects and refuses (ErrBootState).
-	// Both are what a device holds in RAM while it runs: written atomically
-	// but not synced (a power loss means booting again).
-	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, EventLogFile), logBytes, 0o600); err != nil {
-		return nil, fmt.Errorf("device: %w", err)
-	}
-	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, BootFile), data, 0o600); err != nil {
-		return nil, fmt.Errorf("device: %w", err)
-	}
 	d.running = &bootState{rec: rec, log: res.Registers.Log(), manifests: res.Layers}
+	d.dirty = true
 	d.log.Info("booted", "policy_version", res.PolicyVersion, "layers", len(res.Layers))
 	return res, nil
 }
 
-func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord, []byte, error) {
+func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord, error) {
 	if im == nil {
-		return nil, nil, nil, &BootError{Stage: "policy", Err: fmt.Errorf("%w: no images", pluton.ErrInvalidArgument)}
+		return nil, nil, &BootError{Stage: "policy", Err: fmt.Errorf("%w: no images", pluton.ErrInvalidArgument)}
 	}
 	lc, err := d.chip.Lifecycle(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if !lc.KeysUsable() {
-		return nil, nil, nil, &pluton.LifecycleError{Op: "boot", Current: lc}
+		return nil, nil, &pluton.LifecycleError{Op: "boot", Current: lc}
 	}
 	product, err := d.chip.ProductID(ctx)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
 	}
 	rootHash, err := d.chip.RootKeyHash(ctx)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
 	}
 
 	// Boot ROM: the trust policy.
 	minPolicy, err := d.counter(ctx, policyCounter)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	policy, err := boot.VerifyPolicy(im.Policy, rootHash, product, minPolicy)
 	if err != nil {
-		return nil, nil, nil, &BootError{Stage: "policy", Err: err}
+		return nil, nil, &BootError{Stage: "policy", Err: err}
 	}
 	regs, err := measure.New()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if err := regs.Measure(PolicyRegister, measure.EVNonhostConfig, im.Policy,
 		fmt.Appendf(nil, "rootline trust policy %s v%d", product, policy.Version)); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	pd := sha512.Sum512(im.Policy)
 	rec := &bootRecord{Version: bootRecordVersion, PolicyVersion: policy.Version, PolicyDigest: pd[:], Mode: uint8(diceMode(lc))}
@@ -316,24 +344,24 @@ func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord
 		img := im.layer(layer)
 		minSVN, err := d.counter(ctx, layerCounter(layer))
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		m, payload, err := policy.VerifyImage(img, layer, minSVN)
 		if err != nil {
-			return nil, nil, nil, &BootError{Stage: string(layer), Err: err}
+			return nil, nil, &BootError{Stage: string(layer), Err: err}
 		}
 		parsed, err := boot.ParseImage(img)
 		if err != nil {
-			return nil, nil, nil, &BootError{Stage: string(layer), Err: err}
+			return nil, nil, &BootError{Stage: string(layer), Err: err}
 		}
 		reg := LayerRegister(layer)
 		if err := regs.Measure(reg, measure.EVPostCode, payload,
 			fmt.Appendf(nil, "%s %s %s svn %d", layer, m.Product, m.Version, m.SVN)); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		if err := regs.Measure(reg, measure.EVNonhostConfig, parsed.RawManifest,
 			fmt.Appendf(nil, "%s manifest", layer)); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		code := sha512.Sum512(payload)
 		auth := sha512.New()
@@ -349,18 +377,14 @@ func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord
 	// certify it.
 	keys, err := d.derive(ctx, rec)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	rec.Chain, err = d.certificates(ctx, rec, keys)
 	keys.wipe()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	logBytes, err := regs.Log().MarshalBinary()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return res, rec, logBytes, nil
+	return res, rec, nil
 }
 
 // diceMode maps the lifecycle to the DICE mode of the Open Profile:
@@ -424,6 +448,9 @@ func (d *Device) current() (*bootState, error) {
 	raw, err := os.ReadFile(filepath.Join(d.dir, EventLogFile))
 	if err != nil {
 		return nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
+	}
+	if ld := sha256.Sum256(raw); !bytes.Equal(ld[:], rec.LogDigest) {
+		return nil, fmt.Errorf("%w: the event log is not this boot's", ErrBootState)
 	}
 	if st.log, err = measure.ParseLog(raw); err != nil {
 		return nil, fmt.Errorf("%w: event log: %v", ErrBootState, err)
@@ -515,13 +542,7 @@ func (d *Device) Confirm(ctx context.Context) error {
 		return fmt.Errorf("device: confirm policy: %w", err)
 	}
 	rec.Confirmed = true
-	data, err := recordEnc.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.WriteVolatile(filepath.Join(d.dir, BootFile), data, 0o600); err != nil {
-		return fmt.Errorf("device: %w", err)
-	}
+	d.dirty = true
 	d.log.Info("boot confirmed", "policy_version", rec.PolicyVersion)
 	return nil
 }

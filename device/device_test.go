@@ -452,3 +452,36 @@ func BenchmarkEvidenceVerify(b *testing.B) {
 			func() error { return s.verify(0, 4) })
 	})
 }
+
+// The boot record and its event log belong together: a log from another
+// boot (or a truncated one) next to the record is refused, never used.
+func TestBootRecordLogMismatch(t *testing.T) {
+	ctx := context.Background()
+	v := newVendor(t, "sku-a")
+	d := newDevice(t, v)
+	if _, err := d.Boot(ctx, v.images(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(d.Dir(), EventLogFile)
+	first, _ := os.ReadFile(logPath)
+	if _, err := d.Boot(ctx, v.images(t, 2)); err != nil {
+		t.Fatal(err)
+	}
+	dir := d.Dir()
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// As if the process died between writing the log and the record.
+	os.WriteFile(logPath, first, 0o600)
+	d2, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	if _, err := d2.Attest(ctx, []byte("0123456789abcdef")); !errors.Is(err, ErrBootState) {
+		t.Fatalf("mismatched log: %v", err)
+	}
+}

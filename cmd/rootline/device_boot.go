@@ -89,6 +89,9 @@ fuse changes. Counters move only with "rootline device confirm".`,
 				}
 				return err
 			}
+			if err := d.Flush(); err != nil {
+				return err
+			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "trust policy v%d\n", res.PolicyVersion)
 			for _, m := range res.Layers {
@@ -257,6 +260,9 @@ images still boot.`,
 			}
 			defer d.Close()
 			if err := d.Confirm(cmd.Context()); err != nil {
+				return err
+			}
+			if err := d.Flush(); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "confirmed")
