@@ -66,6 +66,7 @@ or drive an emulated chip yourself:
 		newImageCommand(g),
 		newHSMCommand(g),
 		newCACommand(g),
+		newLogCommand(g),
 		newEvidenceCommand(g),
 		newDemoCommand(g),
 	)
