@@ -16,6 +16,9 @@ debian=(
   "softhsm2-util:softhsm2"
   "pkcs11-tool:opensc"
   "tpm2_eventlog:tpm2-tools"
+  "swtpm:swtpm"
+  "swtpm_setup:swtpm-tools"
+  "pg_ctlcluster:postgresql"
 )
 
 # Go programs, as "command:module@version", optionally followed by
