@@ -1,0 +1,599 @@
+// Package provision is the core of the factory provisioning service: it hands
+// stations nonces, checks what a chip sends before anything is signed, has the
+// product's CA issue the chip's IDevID, and keeps the registry and the
+// issuance log in step (DESIGN.md, "The factory flow").
+//
+// # Checks, in order, before anything is signed
+//
+// Provision refuses a request at the first check it fails, and a refused
+// request changes nothing but the nonce (spent) and, for a clone, the
+// registry's incident table:
+//
+//  1. The nonce, read from the evidence's eat_nonce, is one this service
+//     made for this station, less than NonceLifetime to 2×NonceLifetime old,
+//     and not used before (ErrNonce).
+//  2. The station may provision the product: it is one of the products its
+//     certificate names, and a product this service knows
+//     (ErrStationNotAllowed). The station's and lot's quotas are the
+//     registry's, spent in the transaction that records the chip.
+//  3. The evidence verifies (pluton/evidence: signature by the app layer's
+//     Alias key, DICE chain structure, nonce, event log), and its UEID,
+//     product and lifecycle are the request's and a factory chip's
+//     (ErrEvidence).
+//  4. The CSR parses and its signature verifies (ca.ParseCSR), and its key
+//     is the key of a certificate of the evidence's chain: before
+//     provisioning, the last one, the self-signed DeviceID certificate
+//     (ErrKeyMismatch). As Verify checked that each certificate is signed by
+//     the next, the evidence is thus signed by a key the DeviceID key
+//     certified, and the CSR by the DeviceID key itself: the key to certify
+//     is the evidence's device key. No factory root is involved: before
+//     provisioning the DeviceID key is its own anchor, pinned by the CSR.
+//  5. Each layer's measurement is one of the product's reference values for
+//     the factory test firmware, with at least its minimum SVN, and every
+//     layer the reference values name is measured (ErrReferenceValues).
+//  6. The registry records the chip (registry.Reserve): a known UEID with
+//     another key is a clone (registry.ErrClone, incident recorded), a spent
+//     quota is registry.ErrQuotaExceeded.
+//
+// # Issuance, and crashes
+//
+// A chip's certificate goes through three steps: the CA signs it
+// (ca.Issuer.Issue), the registry records it (MarkIssued: ISSUING → ISSUED),
+// and the issuance log appends it (translog.Log.Append). The station gets the
+// certificate only after all three. The order is chosen so that the log never
+// holds a certificate the registry does not: a certificate is appended only
+// after MarkIssued stored it, and MarkIssued stores at most one certificate
+// per UEID. A crash
+//
+//   - after Issue and before MarkIssued leaves the record ISSUING and a
+//     certificate that only the dead process saw: never recorded, logged nor
+//     delivered. The retry finds the record ISSUING and has the CA issue again.
+//     (The CA backend may have logged the signature in its own audit log.)
+//   - after MarkIssued and before Append leaves the record ISSUED and the
+//     certificate out of the log. The retry finds the record ISSUED, looks for
+//     its certificate in the log (from the newest entry back) and appends it
+//     if it is missing, before returning it.
+//
+// So the same request after any crash returns the same certificate once it is
+// recorded, and a delivered certificate is always in the registry and the log.
+// Within one Service, requests for the same UEID are serialised, so two
+// concurrent retries cannot both issue. Two replicas issuing for the same chip
+// at the same instant both sign, but only the first MarkIssued wins; the other
+// replica discards its certificate (never recorded, logged nor delivered) and
+// returns the winner's. The issuance log has a single writer (one process
+// appends to it), so the look-up-then-append of the recovery path is not raced
+// by another appender.
+//
+// # Nonces
+//
+// A nonce is stateless: window || random || HMAC-SHA-256(NonceKey, label ||
+// station || window || random), 56 bytes, where window is the current time
+// divided by NonceLifetime. A nonce is accepted in its window and the next
+// one. Single use is enforced by a bounded in-memory cache of the nonces spent
+// in those two windows. Replicas share the registry, not this cache: a nonce
+// could be spent once at each replica within its lifetime, which gains the
+// replayer nothing, since the registry's idempotency (same UEID and key: same
+// certificate; other key: clone) already protects issuance.
+package provision
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rootline/rootline/ca"
+	"github.com/rootline/rootline/pluton"
+	"github.com/rootline/rootline/pluton/evidence"
+	"github.com/rootline/rootline/provision/registry"
+	"github.com/rootline/rootline/provision/translog"
+)
+
+var (
+	// ErrNonce: the nonce is not this service's, not for this station,
+	// expired, or already used.
+	ErrNonce = errors.New("provision: bad nonce")
+	// ErrStationNotAllowed: the station may not provision this product, or
+	// the product is unknown.
+	ErrStationNotAllowed = errors.New("provision: station not allowed for this product")
+	// ErrEvidence: the evidence is malformed, does not verify, or does not
+	// describe the chip of the request.
+	ErrEvidence = errors.New("provision: bad evidence")
+	// ErrKeyMismatch: the CSR's key is not the evidence's DeviceID key.
+	ErrKeyMismatch = errors.New("provision: CSR key is not the evidence's device key")
+	// ErrReferenceValues: the chip's test firmware does not match the
+	// product's reference values.
+	ErrReferenceValues = errors.New("provision: measurements do not match the reference values")
+	// ErrBadRequest: a request field is missing, too long or malformed.
+	ErrBadRequest = errors.New("provision: bad request")
+	// ErrIssuer: the CA returned a certificate that is not the one asked for.
+	ErrIssuer = errors.New("provision: the CA returned an unexpected certificate")
+)
+
+// Nonce parameters. A nonce is NonceSize bytes: an 8-byte time window,
+// 16 random bytes and a 32-byte HMAC-SHA-256.
+const (
+	NonceSize            = 56
+	nonceRandomSize      = 16
+	DefaultNonceLifetime = 5 * time.Minute
+	DefaultMaxNonces     = 1 << 20
+	nonceLabel           = "rootline/provision nonce v1\x00"
+	logCacheSize         = 1 << 16
+)
+
+var _ = [1]struct{}{}[NonceSize-(8+nonceRandomSize+sha256.Size)] // NonceSize is the sum of its parts
+
+// Station is an authenticated station: its name and the products it may
+// provision, from its certificate (ca.Station), never from what it sends.
+type Station struct {
+	Name     string
+	Products []string
+}
+
+// LayerReference is the reference value of one boot layer of a product's
+// factory test firmware.
+type LayerReference struct {
+	// Digests are the accepted image digests (any algorithm; compared
+	// with the measured digest's bytes).
+	Digests [][]byte
+	// MinSVN is the lowest accepted security version number.
+	MinSVN uint64
+}
+
+// ProductPolicy is what the service knows of a product.
+type ProductPolicy struct {
+	// HWType is the product's hwType, passed to the CA (optional).
+	HWType asn1.ObjectIdentifier
+	// Chain is the product's issuing CA chain, intermediate first, root
+	// last: it follows the IDevID in Result.Chain, and the IDevID the CA
+	// returns must be signed by Chain[0].
+	Chain []*x509.Certificate
+	// ReferenceValues of the factory test firmware, by layer name
+	// ("bootloader", "os", "app"). Every layer measured must be named
+	// here, and every layer named here must be measured.
+	ReferenceValues map[string]LayerReference
+}
+
+// Config configures New.
+type Config struct {
+	Registry registry.Registry
+	Issuer   ca.Issuer
+	Log      *translog.Log
+	Products map[string]*ProductPolicy
+	// NonceKey is the HMAC key of nonces: at least 32 bytes, shared by
+	// replicas. It is copied.
+	NonceKey []byte
+	// NonceLifetime: a nonce is accepted for NonceLifetime to
+	// 2×NonceLifetime. Default DefaultNonceLifetime.
+	NonceLifetime time.Duration
+	// MaxNonces bounds the cache of spent nonces; when it is full of
+	// unexpired nonces, nonces are refused. Default DefaultMaxNonces.
+	MaxNonces int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger gets one record per chip issued and per refusal. Default:
+	// discard.
+	Logger *slog.Logger
+	// Rand draws nonces. Default crypto/rand.Reader.
+	Rand io.Reader
+}
+
+// Request is a station's untrusted request for one chip.
+type Request struct {
+	UEID     []byte
+	CSR      []byte // DER PKCS#10, signed by the DeviceID key
+	Evidence []byte // the chip's evidence over a nonce from Nonce
+	Product  string
+	Lot      string
+}
+
+// Result is the chip's certificate chain and where the log holds it.
+type Result struct {
+	// Chain is the IDevID certificate, then Policy.Chain: DER, leaf first,
+	// root last.
+	Chain [][]byte
+	// LogIndex is the IDevID's index in the issuance log.
+	LogIndex int64
+}
+
+// Service is the provisioning service core. It is safe for concurrent use.
+type Service struct {
+	reg      registry.Registry
+	issuer   ca.Issuer
+	log      *translog.Log
+	products map[string]*ProductPolicy
+	key      []byte
+	lifetime time.Duration
+	now      func() time.Time
+	logger   *slog.Logger
+	rand     io.Reader
+
+	nonces nonceCache
+	locks  [256]sync.Mutex // by UEID
+
+	logMu    sync.Mutex
+	logIndex map[[sha256.Size]byte]int64 // certificates this process saw logged
+}
+
+type nonceCache struct {
+	mu     sync.Mutex
+	max    int
+	used   map[[nonceRandomSize]byte]uint64 // random → window
+	reaped uint64                           // window of the last purge
+}
+
+// New returns a Service.
+func New(cfg *Config) (*Service, error) {
+	switch {
+	case cfg == nil:
+		return nil, errors.New("provision: no configuration")
+	case cfg.Registry == nil || cfg.Issuer == nil || cfg.Log == nil:
+		return nil, errors.New("provision: registry, issuer and log are required")
+	case len(cfg.NonceKey) < 32:
+		return nil, errors.New("provision: nonce key shorter than 32 bytes")
+	case len(cfg.Products) == 0:
+		return nil, errors.New("provision: no product")
+	}
+	products := make(map[string]*ProductPolicy, len(cfg.Products))
+	for name, p := range cfg.Products {
+		if p == nil || len(p.Chain) == 0 {
+			return nil, fmt.Errorf("provision: product %q has no CA chain", name)
+		}
+		if len(p.ReferenceValues) == 0 {
+			return nil, fmt.Errorf("provision: product %q has no reference values", name)
+		}
+		products[name] = p
+	}
+	s := &Service{
+		reg: cfg.Registry, issuer: cfg.Issuer, log: cfg.Log, products: products,
+		key: bytes.Clone(cfg.NonceKey), lifetime: cfg.NonceLifetime,
+		now: cfg.Now, logger: cfg.Logger, rand: cfg.Rand,
+		logIndex: map[[sha256.Size]byte]int64{},
+	}
+	s.nonces.max = cfg.MaxNonces
+	if s.lifetime <= 0 {
+		s.lifetime = DefaultNonceLifetime
+	}
+	if s.nonces.max <= 0 {
+		s.nonces.max = DefaultMaxNonces
+	}
+	s.nonces.used = map[[nonceRandomSize]byte]uint64{}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	return s, nil
+}
+
+func (s *Service) window() uint64 {
+	return uint64(s.now().UnixNano() / int64(s.lifetime))
+}
+
+func (s *Service) nonceMAC(station string, head []byte) []byte {
+	m := hmac.New(sha256.New, s.key)
+	m.Write([]byte(nonceLabel))
+	var n [2]byte
+	binary.BigEndian.PutUint16(n[:], uint16(len(station)))
+	m.Write(n[:])
+	m.Write([]byte(station))
+	m.Write(head)
+	return m.Sum(nil)
+}
+
+// Nonce returns a fresh nonce for station, to be given to a chip (Attest)
+// and spent by one Provision of the same station.
+func (s *Service) Nonce(ctx context.Context, station Station) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if station.Name == "" || len(station.Name) > registry.MaxNameLen {
+		return nil, fmt.Errorf("%w: station name of %d bytes", ErrBadRequest, len(station.Name))
+	}
+	n := make([]byte, 8+nonceRandomSize, NonceSize)
+	binary.BigEndian.PutUint64(n, s.window())
+	if _, err := io.ReadFull(s.rand, n[8:]); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	return append(n, s.nonceMAC(station.Name, n)...), nil
+}
+
+// spendNonce checks that the untrusted nonce is this service's, for this
+// station and unexpired, and spends it.
+func (s *Service) spendNonce(station string, nonce []byte) error {
+	if len(nonce) != NonceSize {
+		return fmt.Errorf("%w: %d bytes", ErrNonce, len(nonce))
+	}
+	head := nonce[:8+nonceRandomSize]
+	if !hmac.Equal(nonce[len(head):], s.nonceMAC(station, head)) {
+		return fmt.Errorf("%w: not issued by this service to station %q", ErrNonce, station)
+	}
+	w, cur := binary.BigEndian.Uint64(nonce), s.window()
+	if w != cur && w+1 != cur {
+		return fmt.Errorf("%w: expired", ErrNonce)
+	}
+	var r [nonceRandomSize]byte
+	copy(r[:], nonce[8:])
+	c := &s.nonces
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.used[r]; ok {
+		return fmt.Errorf("%w: already used", ErrNonce)
+	}
+	if c.reaped != cur || len(c.used) >= c.max {
+		deleteExpired(c.used, cur)
+		c.reaped = cur
+	}
+	if len(c.used) >= c.max {
+		return fmt.Errorf("%w: too many nonces in use", ErrNonce)
+	}
+	c.used[r] = w
+	return nil
+}
+
+func deleteExpired(m map[[nonceRandomSize]byte]uint64, cur uint64) {
+	for k, w := range m {
+		if w+1 < cur {
+			delete(m, k)
+		}
+	}
+}
+
+func (s *Service) refuse(station string, req *Request, err error) error {
+	s.logger.Warn("provision refused", "station", station, "product", req.Product, "ueid", fmt.Sprintf("%x", req.UEID), "err", err)
+	return err
+}
+
+// Provision checks a chip's request and returns its IDevID chain. See the
+// package documentation for the checks and their order. Repeated for the same
+// chip and key, it returns the same certificate.
+func (s *Service) Provision(ctx context.Context, station Station, req *Request) (*Result, error) {
+	if req == nil {
+		return nil, fmt.Errorf("%w: no request", ErrBadRequest)
+	}
+	res, err := s.provision(ctx, station, req)
+	if err != nil {
+		return nil, s.refuse(station.Name, req, err)
+	}
+	return res, nil
+}
+
+func (s *Service) provision(ctx context.Context, station Station, req *Request) (*Result, error) {
+	switch {
+	case station.Name == "" || len(station.Name) > registry.MaxNameLen:
+		return nil, fmt.Errorf("%w: station name of %d bytes", ErrBadRequest, len(station.Name))
+	case len(req.UEID) == 0 || len(req.UEID) > registry.MaxUEIDLen:
+		return nil, fmt.Errorf("%w: UEID of %d bytes", ErrBadRequest, len(req.UEID))
+	case len(req.CSR) == 0 || len(req.CSR) > ca.MaxCSRSize:
+		return nil, fmt.Errorf("%w: CSR of %d bytes", ErrBadRequest, len(req.CSR))
+	case len(req.Evidence) == 0 || len(req.Evidence) > evidence.MaxTokenSize:
+		return nil, fmt.Errorf("%w: evidence of %d bytes", ErrBadRequest, len(req.Evidence))
+	case req.Product == "" || len(req.Product) > registry.MaxNameLen ||
+		req.Lot == "" || len(req.Lot) > registry.MaxNameLen:
+		return nil, fmt.Errorf("%w: product or lot missing or too long", ErrBadRequest)
+	}
+
+	// 1. The nonce, from the untrusted evidence: parsed, not yet verified.
+	// Spending it first means a nonce serves at most one attempt.
+	tok, err := evidence.Parse(req.Evidence)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEvidence, err)
+	}
+	nonce := tok.Claims.Nonce
+	if err := s.spendNonce(station.Name, nonce); err != nil {
+		return nil, err
+	}
+
+	// 2. The station and the product.
+	policy, ok := s.products[req.Product]
+	if !ok || !slices.Contains(station.Products, req.Product) {
+		return nil, fmt.Errorf("%w: station %q, product %q", ErrStationNotAllowed, station.Name, req.Product)
+	}
+
+	// 3. The evidence.
+	tok, err = evidence.Verify(req.Evidence, &evidence.VerifyOptions{Nonce: nonce})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEvidence, err)
+	}
+	cl := tok.Claims
+	switch {
+	case !bytes.Equal(cl.UEID, req.UEID):
+		return nil, fmt.Errorf("%w: evidence UEID %x, request UEID %x", ErrEvidence, cl.UEID, req.UEID)
+	case cl.Product != req.Product:
+		return nil, fmt.Errorf("%w: evidence product %q, request product %q", ErrEvidence, cl.Product, req.Product)
+	case cl.Lifecycle != pluton.Manufacturing && cl.Lifecycle != pluton.Provisioned:
+		return nil, fmt.Errorf("%w: chip in lifecycle %v", ErrEvidence, cl.Lifecycle)
+	}
+
+	// 4. The CSR's key is the DeviceID key the evidence chains to.
+	csr, err := ca.ParseCSR(req.CSR)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	// Verify checked that each certificate of the chain is signed by the
+	// next: if one of them certifies the CSR's key, every certificate below
+	// it, and so the evidence, is vouched for by that key.
+	if !slices.ContainsFunc(tok.Chain, func(c *x509.Certificate) bool {
+		return bytes.Equal(c.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo)
+	}) {
+		return nil, ErrKeyMismatch
+	}
+
+	// 5. The test firmware's measurements.
+	if err := checkReferences(policy.ReferenceValues, cl.Layers); err != nil {
+		return nil, err
+	}
+
+	// 6. Record, issue, log. Requests for one UEID are serialised here.
+	mu := &s.locks[sha256.Sum256(req.UEID)[0]]
+	mu.Lock()
+	defer mu.Unlock()
+	rec, err := s.reg.Reserve(ctx, &registry.ReserveRequest{
+		UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
+		Product: req.Product, Lot: req.Lot, Station: station.Name,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	if rec.Product != req.Product {
+		return nil, fmt.Errorf("%w: chip already registered for product %q", ErrBadRequest, rec.Product)
+	}
+	fresh := false
+	if rec.State == registry.Issuing {
+		cert, err := s.issue(ctx, policy, req, csr)
+		if err != nil {
+			return nil, err
+		}
+		rec, err = s.reg.MarkIssued(ctx, req.UEID, cert.Raw, cert.SerialNumber)
+		switch {
+		case errors.Is(err, registry.ErrWrongState):
+			// Another replica recorded its certificate first: ours is
+			// discarded, never logged nor delivered.
+			if rec, err = s.reg.Get(ctx, req.UEID); err != nil {
+				return nil, fmt.Errorf("provision: %w", err)
+			}
+		case err != nil:
+			return nil, fmt.Errorf("provision: %w", err)
+		default:
+			fresh = true
+		}
+	}
+	if rec.State == registry.Issuing || len(rec.Certificate) == 0 {
+		return nil, fmt.Errorf("provision: chip %x has no certificate after issuance", req.UEID)
+	}
+	idx, err := s.logged(ctx, rec.Certificate, fresh)
+	if err != nil {
+		return nil, err
+	}
+	if fresh {
+		s.logger.Info("chip issued", "station", station.Name, "product", req.Product, "lot", req.Lot,
+			"ueid", fmt.Sprintf("%x", req.UEID), "serial", ca.Hex(rec.Serial), "log_index", idx)
+	}
+	chain := [][]byte{bytes.Clone(rec.Certificate)}
+	for _, c := range policy.Chain {
+		chain = append(chain, c.Raw)
+	}
+	return &Result{Chain: chain, LogIndex: idx}, nil
+}
+
+func (s *Service) issue(ctx context.Context, policy *ProductPolicy, req *Request, csr *x509.CertificateRequest) (*x509.Certificate, error) {
+	iss, err := s.issuer.Issue(ctx, &ca.IssueRequest{
+		CSR: req.CSR, Profile: ca.ProfileIDevID, Product: req.Product, UEID: req.UEID, HWType: policy.HWType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	c := iss.Certificate
+	if c == nil || !bytes.Equal(c.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo) {
+		return nil, fmt.Errorf("%w: not for the CSR's key", ErrIssuer)
+	}
+	if err := c.CheckSignatureFrom(policy.Chain[0]); err != nil {
+		return nil, fmt.Errorf("%w: not signed by the product's CA: %v", ErrIssuer, err)
+	}
+	return c, nil
+}
+
+// logged returns the log index of a recorded certificate, appending it if it
+// is not in the log. A certificate just recorded (fresh) cannot be in the log
+// yet; otherwise the log is searched from its newest entry back.
+func (s *Service) logged(ctx context.Context, der []byte, fresh bool) (int64, error) {
+	h := sha256.Sum256(der)
+	s.logMu.Lock()
+	idx, ok := s.logIndex[h]
+	s.logMu.Unlock()
+	if ok {
+		return idx, nil
+	}
+	if !fresh {
+		n, err := s.log.Size(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("provision: %w", err)
+		}
+		for i := n - 1; i >= 0; i-- {
+			leaf, err := s.log.Leaf(ctx, i)
+			if err != nil {
+				return 0, fmt.Errorf("provision: %w", err)
+			}
+			if bytes.Equal(leaf, der) {
+				s.remember(h, i)
+				return i, nil
+			}
+		}
+		s.logger.Warn("recorded certificate missing from the log: appending it", "sha256", fmt.Sprintf("%x", h))
+	}
+	idx, err := s.log.Append(ctx, der)
+	if err != nil {
+		return 0, fmt.Errorf("provision: %w", err)
+	}
+	s.remember(h, idx)
+	return idx, nil
+}
+
+func (s *Service) remember(h [sha256.Size]byte, idx int64) {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	if len(s.logIndex) >= logCacheSize {
+		clear(s.logIndex)
+	}
+	s.logIndex[h] = idx
+}
+
+// checkReferences appraises the untrusted (but verified) measurements
+// against a product's reference values.
+func checkReferences(refs map[string]LayerReference, layers []evidence.Measurement) error {
+	seen := map[string]bool{}
+	for _, m := range layers {
+		ref, ok := refs[m.Layer]
+		if !ok {
+			return fmt.Errorf("%w: layer %q has no reference value", ErrReferenceValues, m.Layer)
+		}
+		seen[m.Layer] = true
+		if m.SVN < ref.MinSVN {
+			return fmt.Errorf("%w: layer %q SVN %d below %d", ErrReferenceValues, m.Layer, m.SVN, ref.MinSVN)
+		}
+		if !slices.ContainsFunc(ref.Digests, func(d []byte) bool { return bytes.Equal(d, m.Digest) }) {
+			return fmt.Errorf("%w: layer %q digest %x is not a reference value", ErrReferenceValues, m.Layer, m.Digest)
+		}
+	}
+	for l := range refs {
+		if !seen[l] {
+			return fmt.Errorf("%w: layer %q not measured", ErrReferenceValues, l)
+		}
+	}
+	return nil
+}
+
+// Confirm records that the station wrote the chain into the chip and the
+// chip moved to Provisioned: the record becomes COMPLETE. Repeating it is
+// harmless. The station must be allowed for the chip's product.
+func (s *Service) Confirm(ctx context.Context, station Station, ueid []byte) error {
+	if len(ueid) == 0 || len(ueid) > registry.MaxUEIDLen {
+		return fmt.Errorf("%w: UEID of %d bytes", ErrBadRequest, len(ueid))
+	}
+	rec, err := s.reg.Get(ctx, ueid)
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	if !slices.Contains(station.Products, rec.Product) {
+		return fmt.Errorf("%w: station %q, product %q", ErrStationNotAllowed, station.Name, rec.Product)
+	}
+	if _, err := s.reg.Complete(ctx, ueid); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	return nil
+}
