@@ -205,6 +205,9 @@ type Result struct {
 	Chain [][]byte
 	// LogIndex is the IDevID's index in the issuance log.
 	LogIndex int64
+	// Issued is true when this call issued the certificate, false when it
+	// returned one issued earlier (an idempotent retry).
+	Issued bool
 }
 
 // Service is the provisioning service core. It is safe for concurrent use.
@@ -488,7 +491,7 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 	for _, c := range policy.Chain {
 		chain = append(chain, c.Raw)
 	}
-	return &Result{Chain: chain, LogIndex: idx}, nil
+	return &Result{Chain: chain, LogIndex: idx, Issued: fresh}, nil
 }
 
 func (s *Service) issue(ctx context.Context, policy *ProductPolicy, req *Request, csr *x509.CertificateRequest) (*x509.Certificate, error) {

@@ -67,6 +67,8 @@ or drive an emulated chip yourself:
 		newHSMCommand(g),
 		newCACommand(g),
 		newLogCommand(g),
+		newServeCommand(g),
+		newStationCommand(g),
 		newEvidenceCommand(g),
 		newDemoCommand(g),
 	)

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rootline/rootline/device"
+	"github.com/rootline/rootline/internal/testdep"
+	"github.com/rootline/rootline/pluton"
+	"github.com/rootline/rootline/pluton/boot"
+)
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ecKey(t *testing.T, path string) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, path, "PRIVATE KEY", der)
+	return k
+}
+
+// run runs a command tree with args.
+func run(t *testing.T, ctx context.Context, root interface {
+	SetArgs([]string)
+	ExecuteContext(context.Context) error
+}, args ...string) error {
+	t.Helper()
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+// bootedChip makes a chip of product in dir booted with signed test
+// firmware, and returns the reference values file content of that
+// firmware.
+func bootedChip(t *testing.T, dir, product string) string {
+	t.Helper()
+	ctx := t.Context()
+	gen := func() crypto.Signer {
+		p, _, err := boot.GenerateKey(rand.Reader, pluton.ECDSAP256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _, err := boot.ParsePrivateKeyPEM(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	root := gen()
+	rootHash, err := boot.RootKeyHash(root.Public(), crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signers := map[boot.Layer]crypto.Signer{}
+	rules := map[boot.Layer]boot.LayerRule{}
+	for _, l := range boot.Layers() {
+		signers[l] = gen()
+		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{signers[l].Public()}}
+	}
+	policy, err := boot.SignPolicy(rand.Reader, root, pluton.ECDSAP256, &boot.PolicyContent{Version: 1, Product: product, Layers: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := func(l boot.Layer) []byte {
+		b, err := boot.SignImage(rand.Reader, []crypto.Signer{signers[l]}, &boot.Manifest{Layer: l, Product: product, Version: "1.0.0", SVN: 1}, []byte("factory "+string(l)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	d, err := device.Init(ctx, dir, &device.InitRequest{Product: product, RootKeyHash: rootHash}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	res, err := d.Boot(ctx, &device.Images{Policy: policy, Bootloader: img(boot.Bootloader), OS: img(boot.OS), App: img(boot.App)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var layers []string
+	for _, m := range res.Layers {
+		layers = append(layers, fmt.Sprintf(`%q:{"digests":[%q],"minSVN":1}`, m.Layer, hex.EncodeToString(m.Digest)))
+	}
+	return fmt.Sprintf(`{"version":1,"products":{%q:{%s}}}`, product, strings.Join(layers, ","))
+}
+
+// TestServeProvisionCLI runs rootline serve provision with a CA in SoftHSM2
+// and rootline station provision against it.
+func TestServeProvisionCLI(t *testing.T) {
+	testdep.LookPath(t, "softhsm2-util")
+	ctx := t.Context()
+	w := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(w, "tokens"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(w, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(w, "tokens")+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	t.Setenv("CA_PIN", "123456")
+	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "factory", "--pin", "123456", "--so-pin", "12345678").CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util: %v\n%s", err, out)
+	}
+	uri := func(o string) string { return "pkcs11:token=factory;object=" + o + "?pin-source=env:CA_PIN" }
+	caDir := filepath.Join(w, "ca")
+	exe := func(args ...string) string {
+		t.Helper()
+		c := newRootCommand("test")
+		var out bytes.Buffer
+		c.SetOut(&out)
+		c.SetErr(&out)
+		if err := run(t, ctx, c, args...); err != nil {
+			t.Fatalf("rootline %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
+	exe("ca", "init", "--out", caDir, "--generate", "--organization", "Rootline", "--product", "sku-a",
+		"--hwtype", "1.3.6.1.4.1.32473.1.1", "--root-key", uri("root"), "--intermediate-key", uri("sku-a"), "--station-key", uri("stations"))
+
+	exe("ca", "add-product", "--dir", caDir, "--generate", "--product", "sku-b", "--hwtype", "1.3.6.1.4.1.32473.1.2",
+		"--root-key", uri("root"), "--intermediate-key", uri("sku-b"))
+
+	// Station certificates: line-1 for sku-a, line-2 for sku-b.
+	station := func(name, product string) {
+		k := ecKey(t, filepath.Join(w, name+".key"))
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePEM(t, filepath.Join(w, name+".csr"), "CERTIFICATE REQUEST", csr)
+		exe("ca", "issue", "--dir", caDir, "--csr", filepath.Join(w, name+".csr"), "--profile", "station",
+			"--station", name, "--station-product", product, "--out", filepath.Join(w, name+".pem"))
+	}
+	station("line-1", "sku-a")
+	station("line-2", "sku-b")
+
+	// The server's TLS certificate, from a CA of its own.
+	srvCAKey := ecKey(t, filepath.Join(w, "srvca.key"))
+	now := time.Now()
+	srvCATmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "TLS CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	srvCADER, err := x509.CreateCertificate(rand.Reader, srvCATmpl, srvCATmpl, srvCAKey.Public(), srvCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(w, "srvca.pem"), "CERTIFICATE", srvCADER)
+	srvCA, _ := x509.ParseCertificate(srvCADER)
+	srvKey := ecKey(t, filepath.Join(w, "server.key"))
+	srvDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "provision"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}, srvCA, srvKey.Public(), srvCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(w, "server.pem"), "CERTIFICATE", srvDER)
+
+	exe("log", "keygen", "--name", "log.rootline.test", "--out", filepath.Join(w, "log.key"))
+	if err := os.WriteFile(filepath.Join(w, "nonce.key"), []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chip := filepath.Join(w, "chip")
+	if err := os.WriteFile(filepath.Join(w, "refs.json"), []byte(bootedChip(t, chip, "sku-a")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w, "provision.json"), []byte(`{"version":1,"listen":"127.0.0.1:0",
+	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem"},
+	 "registry":"registry.db","caDir":"ca","log":{"dir":"log","signingKey":"log.key"},
+	 "nonceKey":"nonce.key","referenceValues":"refs.json"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	g := &globals{logLevel: "warn", logFormat: "text"}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	var serveOut bytes.Buffer
+	addrFile := filepath.Join(w, "addr")
+	go func() {
+		c := newServeCommand(g)
+		c.SetOut(&serveOut)
+		c.SetErr(&serveOut)
+		done <- run(t, sctx, c, "provision", "--config", filepath.Join(w, "provision.json"), "--addr-file", addrFile)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v\n%s", err, serveOut.String())
+		}
+	}()
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if b, err := os.ReadFile(addrFile); err == nil && len(b) > 0 {
+			addr = strings.TrimSpace(string(b))
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited: %v\n%s", err, serveOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not start")
+		}
+	}
+
+	stationRun := func(name string) (string, error) {
+		c := newStationCommand(g)
+		var out bytes.Buffer
+		c.SetOut(&out)
+		c.SetErr(&out)
+		err := run(t, ctx, c, "provision", "--server", "https://"+addr, "--cert", filepath.Join(w, name+".pem"),
+			"--key", filepath.Join(w, name+".key"), "--ca", filepath.Join(w, "srvca.pem"), "--chip", chip, "--product", "sku-a", "--lot", "lot-1")
+		return out.String(), err
+	}
+	// line-2 may not provision sku-a: exit status 2, the chip unchanged.
+	out, err := stationRun("line-2")
+	if ee, ok := err.(*exitError); !ok || ee.code != 2 || !strings.Contains(err.Error(), "station_not_allowed") {
+		t.Fatalf("line-2: %v\n%s", err, out)
+	}
+	// line-1 provisions it, twice (the second is a harmless retry).
+	for range 2 {
+		out, err := stationRun("line-1")
+		if err != nil || !strings.Contains(out, "provisioned: 3 certificates, issuance log index 0") {
+			t.Fatalf("line-1: %v\n%s", err, out)
+		}
+	}
+	d, err := device.Open(chip, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if lc, err := d.Chip().Lifecycle(ctx); err != nil || lc != pluton.Provisioned {
+		t.Fatalf("chip lifecycle %v, %v", lc, err)
+	}
+}
