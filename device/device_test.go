@@ -18,84 +18,32 @@ import (
 	"github.com/rootline/rootline/internal/testdep"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/pluton/boot/boottest"
 	"github.com/rootline/rootline/pluton/dice"
 	"github.com/rootline/rootline/pluton/evidence"
 	"github.com/rootline/rootline/pluton/measure"
 )
 
-// vendor is an OS vendor's and device maker's signing setup for tests.
-type vendor struct {
-	product  string
-	root     crypto.Signer
-	rootHash []byte
-	signers  map[boot.Layer]crypto.Signer
-	policy   []byte
-}
+// vendor is a product's signing setup (boottest) with the images these
+// tests boot.
+type vendor struct{ *boottest.Vendor }
 
 func newVendor(t testing.TB, product string) *vendor {
-	t.Helper()
-	v := &vendor{product: product, signers: map[boot.Layer]crypto.Signer{}}
-	v.root = genKey(t, pluton.ECDSAP384)
-	var err error
-	if v.rootHash, err = boot.RootKeyHash(v.root.Public(), crypto.SHA256); err != nil {
-		t.Fatal(err)
-	}
-	rules := map[boot.Layer]boot.LayerRule{}
-	for _, l := range boot.Layers() {
-		v.signers[l] = genKey(t, pluton.ECDSAP256)
-		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{v.signers[l].Public()}}
-	}
-	v.policy = v.signPolicy(t, 1, rules, nil)
-	return v
-}
-
-func genKey(t testing.TB, alg pluton.Algorithm) crypto.Signer {
-	t.Helper()
-	pemKey, _, err := boot.GenerateKey(rand.Reader, alg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := boot.ParsePrivateKeyPEM(pemKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (v *vendor) signPolicy(t testing.TB, version uint64, rules map[boot.Layer]boot.LayerRule, revoked [][]byte) []byte {
-	t.Helper()
-	p, err := boot.SignPolicy(rand.Reader, v.root, pluton.ECDSAP384, &boot.PolicyContent{
-		Version: version, Product: v.product, Layers: rules, Revoked: revoked,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func (v *vendor) image(t testing.TB, l boot.Layer, version string, svn uint64, payload string) []byte {
-	t.Helper()
-	img, err := boot.SignImage(rand.Reader, []crypto.Signer{v.signers[l]}, &boot.Manifest{
-		Layer: l, Product: v.product, Version: version, SVN: svn,
-	}, []byte(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return &vendor{boottest.NewVendor(t, product, pluton.ECDSAP384)}
 }
 
 func (v *vendor) images(t testing.TB, svn uint64) *Images {
 	return &Images{
-		Policy:     v.policy,
-		Bootloader: v.image(t, boot.Bootloader, "1.0.0", 1, "bootloader code"),
-		OS:         v.image(t, boot.OS, "1.4.0", svn, "os code v"+string(rune('0'+svn))),
-		App:        v.image(t, boot.App, "2.1.0", 1, "app code"),
+		Policy:     v.Policy,
+		Bootloader: v.Image(t, boot.Bootloader, "1.0.0", 1, "bootloader code"),
+		OS:         v.Image(t, boot.OS, "1.4.0", svn, "os code v"+string(rune('0'+svn))),
+		App:        v.Image(t, boot.App, "2.1.0", 1, "app code"),
 	}
 }
 
 func newDevice(t testing.TB, v *vendor) *Device {
 	t.Helper()
-	d, err := Init(context.Background(), t.TempDir(), &InitRequest{Product: v.product, RootKeyHash: v.rootHash}, nil)
+	d, err := Init(context.Background(), t.TempDir(), &InitRequest{Product: v.Product, RootKeyHash: v.RootHash}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,8 +180,8 @@ func TestBootRefusals(t *testing.T) {
 		want  error
 	}{
 		"tampered os":    {&Images{good.Policy, good.Bootloader, tampered, good.App}, "os", boot.ErrDigestMismatch},
-		"other signer":   {&Images{good.Policy, good.Bootloader, other.image(t, boot.OS, "1.0.0", 1, "x"), good.App}, "os", boot.ErrUnknownSigner},
-		"other root":     {&Images{other.policy, good.Bootloader, good.OS, good.App}, "policy", boot.ErrRootKeyMismatch},
+		"other signer":   {&Images{good.Policy, good.Bootloader, other.Image(t, boot.OS, "1.0.0", 1, "x"), good.App}, "os", boot.ErrUnknownSigner},
+		"other root":     {&Images{other.Policy, good.Bootloader, good.OS, good.App}, "policy", boot.ErrRootKeyMismatch},
 		"layer swap":     {&Images{good.Policy, good.Bootloader, good.App, good.OS}, "os", boot.ErrUnknownSigner},
 		"truncated app":  {&Images{good.Policy, good.Bootloader, good.OS, good.App[:40]}, "app", boot.ErrTruncated},
 		"missing app":    {&Images{good.Policy, good.Bootloader, good.OS, nil}, "app", boot.ErrTruncated},
@@ -248,12 +196,12 @@ func TestBootRefusals(t *testing.T) {
 		})
 	}
 	// A revoked signer, through a newer policy.
-	kid, _ := boot.KeyID(v.signers[boot.OS].Public())
+	kid, _ := boot.KeyID(v.Signers[boot.OS].Public())
 	rules := map[boot.Layer]boot.LayerRule{}
 	for _, l := range boot.Layers() {
-		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{v.signers[l].Public()}}
+		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{v.Signers[l].Public()}}
 	}
-	revoking := v.signPolicy(t, 2, rules, [][]byte{kid})
+	revoking := v.SignPolicy(t, 2, rules, [][]byte{kid})
 	if _, err := d.Boot(ctx, &Images{revoking, good.Bootloader, good.OS, good.App}); !errors.Is(err, boot.ErrRevokedSigner) {
 		t.Fatalf("revoked signer: %v", err)
 	}
@@ -366,7 +314,7 @@ func newBench(b *testing.B) *benchSetup {
 	certs, _ := s.d.Certificates(ctx)
 	s.roots = x509.NewCertPool()
 	s.roots.AddCert(certs[len(certs)-1])
-	s.p384, s.p256 = genKey(b, pluton.ECDSAP384), genKey(b, pluton.ECDSAP256)
+	s.p384, s.p256 = boottest.GenerateKey(b, pluton.ECDSAP384), boottest.GenerateKey(b, pluton.ECDSAP256)
 	s.msg = []byte("manifest")
 	s.sig384, _ = s.p384.Sign(rand.Reader, pluton.ECDSAP384.Digest(s.msg), crypto.SHA384)
 	s.sig256, _ = s.p256.Sign(rand.Reader, pluton.ECDSAP256.Digest(s.msg), crypto.SHA256)

@@ -3,7 +3,6 @@ package provision
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -19,73 +18,27 @@ import (
 	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/pluton/boot/boottest"
 	"github.com/rootline/rootline/pluton/dice"
 	"github.com/rootline/rootline/pluton/evidence"
 	"github.com/rootline/rootline/provision/registry"
 	"github.com/rootline/rootline/provision/translog"
 )
 
-// vendor signs a product's boot images, as device's tests do.
-type vendor struct {
-	product  string
-	root     crypto.Signer
-	rootHash []byte
-	signers  map[boot.Layer]crypto.Signer
-	policy   []byte
-}
-
-func genKey(t testing.TB, alg pluton.Algorithm) crypto.Signer {
-	t.Helper()
-	pemKey, _, err := boot.GenerateKey(rand.Reader, alg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := boot.ParsePrivateKeyPEM(pemKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// vendor is a product's signing setup (boottest).
+type vendor struct{ *boottest.Vendor }
 
 func newVendor(t testing.TB, product string) *vendor {
-	t.Helper()
-	v := &vendor{product: product, signers: map[boot.Layer]crypto.Signer{}}
-	v.root = genKey(t, pluton.ECDSAP256)
-	var err error
-	if v.rootHash, err = boot.RootKeyHash(v.root.Public(), crypto.SHA256); err != nil {
-		t.Fatal(err)
-	}
-	rules := map[boot.Layer]boot.LayerRule{}
-	for _, l := range boot.Layers() {
-		v.signers[l] = genKey(t, pluton.ECDSAP256)
-		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{v.signers[l].Public()}}
-	}
-	if v.policy, err = boot.SignPolicy(rand.Reader, v.root, pluton.ECDSAP256, &boot.PolicyContent{
-		Version: 1, Product: product, Layers: rules,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-func (v *vendor) image(t testing.TB, l boot.Layer, version string, svn uint64, payload string) []byte {
-	t.Helper()
-	img, err := boot.SignImage(rand.Reader, []crypto.Signer{v.signers[l]}, &boot.Manifest{
-		Layer: l, Product: v.product, Version: version, SVN: svn,
-	}, []byte(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return &vendor{boottest.NewVendor(t, product, pluton.ECDSAP256)}
 }
 
 // testFirmware is the factory test firmware: app is the app's payload.
 func (v *vendor) testFirmware(t testing.TB, app string) *device.Images {
 	return &device.Images{
-		Policy:     v.policy,
-		Bootloader: v.image(t, boot.Bootloader, "1.0.0", 1, "factory bootloader"),
-		OS:         v.image(t, boot.OS, "1.0.0", 1, "factory os"),
-		App:        v.image(t, boot.App, "1.0.0", 1, app),
+		Policy:     v.Policy,
+		Bootloader: v.Image(t, boot.Bootloader, "1.0.0", 1, "factory bootloader"),
+		OS:         v.Image(t, boot.OS, "1.0.0", 1, "factory os"),
+		App:        v.Image(t, boot.App, "1.0.0", 1, app),
 	}
 }
 
@@ -178,7 +131,7 @@ func newEnv(t testing.TB) *env {
 // chip makes a chip of sku-a booted with fw.
 func (e *env) chip(t testing.TB, fw *device.Images) *device.Device {
 	t.Helper()
-	d, err := device.Init(context.Background(), t.TempDir(), &device.InitRequest{Product: e.v.product, RootKeyHash: e.v.rootHash}, nil)
+	d, err := device.Init(context.Background(), t.TempDir(), &device.InitRequest{Product: e.v.Product, RootKeyHash: e.v.RootHash}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -702,7 +655,7 @@ func BenchmarkProvision(b *testing.B) {
 		e := newEnv(b)
 		for b.Loop() {
 			b.StopTimer()
-			d, err := device.Init(ctx, b.TempDir(), &device.InitRequest{Product: e.v.product, RootKeyHash: e.v.rootHash}, nil)
+			d, err := device.Init(ctx, b.TempDir(), &device.InitRequest{Product: e.v.Product, RootKeyHash: e.v.RootHash}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -738,7 +691,7 @@ func BenchmarkProvision(b *testing.B) {
 		e := newEnv(b)
 		reqs := make(chan *Request, b.N)
 		for range b.N {
-			d, err := device.Init(ctx, b.TempDir(), &device.InitRequest{Product: e.v.product, RootKeyHash: e.v.rootHash}, nil)
+			d, err := device.Init(ctx, b.TempDir(), &device.InitRequest{Product: e.v.Product, RootKeyHash: e.v.RootHash}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -27,6 +27,7 @@ import (
 	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/pluton/boot/boottest"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
 	"github.com/rootline/rootline/provision/registry"
@@ -34,53 +35,18 @@ import (
 	"github.com/rootline/rootline/provision/translog"
 )
 
-// vendor signs a product's boot images, as provision's tests do.
-type vendor struct {
-	product  string
-	rootHash []byte
-	signers  map[boot.Layer]crypto.Signer
-	policy   []byte
-}
-
-func genKey(t testing.TB) crypto.Signer {
-	t.Helper()
-	pemKey, _, err := boot.GenerateKey(rand.Reader, pluton.ECDSAP256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _, err := boot.ParsePrivateKeyPEM(pemKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// vendor is a product's signing setup (boottest).
+type vendor struct{ *boottest.Vendor }
 
 func newVendor(t testing.TB, product string) *vendor {
-	t.Helper()
-	v := &vendor{product: product, signers: map[boot.Layer]crypto.Signer{}}
-	root := genKey(t)
-	var err error
-	if v.rootHash, err = boot.RootKeyHash(root.Public(), crypto.SHA256); err != nil {
-		t.Fatal(err)
-	}
-	rules := map[boot.Layer]boot.LayerRule{}
-	for _, l := range boot.Layers() {
-		v.signers[l] = genKey(t)
-		rules[l] = boot.LayerRule{Signers: []crypto.PublicKey{v.signers[l].Public()}}
-	}
-	if v.policy, err = boot.SignPolicy(rand.Reader, root, pluton.ECDSAP256, &boot.PolicyContent{
-		Version: 1, Product: product, Layers: rules,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return &vendor{boottest.NewVendor(t, product, pluton.ECDSAP256)}
 }
 
 func (v *vendor) firmware(t testing.TB) *device.Images {
 	t.Helper()
 	img := func(l boot.Layer, payload string) []byte {
-		b, err := boot.SignImage(rand.Reader, []crypto.Signer{v.signers[l]}, &boot.Manifest{
-			Layer: l, Product: v.product, Version: "1.0.0", SVN: 1,
+		b, err := boot.SignImage(rand.Reader, []crypto.Signer{v.Signers[l]}, &boot.Manifest{
+			Layer: l, Product: v.Product, Version: "1.0.0", SVN: 1,
 		}, []byte(payload))
 		if err != nil {
 			t.Fatal(err)
@@ -88,7 +54,7 @@ func (v *vendor) firmware(t testing.TB) *device.Images {
 		return b
 	}
 	return &device.Images{
-		Policy:     v.policy,
+		Policy:     v.Policy,
 		Bootloader: img(boot.Bootloader, "factory bootloader"),
 		OS:         img(boot.OS, "factory os"),
 		App:        img(boot.App, "factory test app"),
@@ -229,7 +195,7 @@ func serverCertificate(t *testing.T) (tls.Certificate, *x509.CertPool) {
 // chip makes a chip of sku-a booted with the test firmware.
 func (e *env) chip(t *testing.T) *device.Device {
 	t.Helper()
-	d, err := device.Init(t.Context(), t.TempDir(), &device.InitRequest{Product: e.v.product, RootKeyHash: e.v.rootHash}, nil)
+	d, err := device.Init(t.Context(), t.TempDir(), &device.InitRequest{Product: e.v.Product, RootKeyHash: e.v.RootHash}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
