@@ -36,6 +36,12 @@ step with the command that does the same by hand:
   8. print its measurement registers, write and replay the event log
   9. attest over a nonce and verify the evidence
  10. show a rolled-back OS image refused
+ 11. the device CA, keys in SoftHSM2: a root ceremony, an IDevID issued
+     to a chip's CSR and checked by openssl, a forged CSR refused
+ 12. the factory: the provisioning service on 127.0.0.1 over mutual TLS
+     (CA in SoftHSM2, SQLite registry, issuance log); a station
+     provisions three chips; a retry, a clone and a station of another
+     product; an inclusion proof from the issuance log
 
 Each refusal is checked to be the typed error the API promises; the demo
 exits non-zero if anything behaves otherwise.`,
@@ -208,7 +214,13 @@ func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options) e
 		return err
 	}
 	fmt.Fprintf(w, "\n--- Part 3: the device CA, keys in SoftHSM2 (in %s)\n", filepath.Join(dir, "ca-demo"))
-	if err := runCADemoSteps(ctx, &demo{w: w, n: d.n, dir: filepath.Join(dir, "ca-demo")}, opts.Logger); err != nil {
+	caDemo := &demo{w: w, n: d.n, dir: filepath.Join(dir, "ca-demo")}
+	if err := runCADemoSteps(ctx, caDemo, opts.Logger); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n--- Part 4: the factory (in %s)\n", filepath.Join(dir, "factory"))
+	if err := runFactoryDemo(ctx, &demo{w: w, n: caDemo.n, dir: filepath.Join(dir, "factory")},
+		&factoryDemoOptions{HSMDir: caDemo.dir, Logger: opts.Logger}); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nDone: every operation behaved as the subsystem's API promises.\n")
