@@ -69,6 +69,7 @@ or drive an emulated chip yourself:
 		newLogCommand(g),
 		newServeCommand(g),
 		newStationCommand(g),
+		newBenchCommand(g),
 		newEvidenceCommand(g),
 		newDemoCommand(g),
 	)

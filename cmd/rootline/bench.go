@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rootline/rootline/ca"
+	"github.com/rootline/rootline/ca/stepca"
+	"github.com/rootline/rootline/device"
+	"github.com/rootline/rootline/hsm"
+	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/provision"
+	"github.com/rootline/rootline/provision/api"
+	"github.com/rootline/rootline/provision/registry"
+	"github.com/rootline/rootline/provision/station"
+	"github.com/rootline/rootline/provision/translog"
+
+	"github.com/spf13/cobra"
+)
+
+// Bounds of rootline bench provision's flags.
+const (
+	benchMaxChips    = 100000
+	benchMaxStations = 256
+)
+
+func newBenchCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load tools: measure the factory's throughput",
+	}
+	cmd.AddCommand(newBenchProvisionCommand(g))
+	return cmd
+}
+
+// benchProvisionOptions configures runBenchProvision.
+type benchProvisionOptions struct {
+	Chips, Stations int
+	// Dir holds the SoftHSM2 token, CA, log, registry and chips.
+	Dir string
+	// Out receives the results; Progress the progress lines.
+	Out, Progress io.Writer
+	Logger        *slog.Logger
+	// StepCA, if set, is the step-ca binary: in the same run, step-ca
+	// issues as many equivalent IDevIDs with as many clients.
+	StepCA string
+}
+
+// benchProvisionResult is what runBenchProvision measured.
+type benchProvisionResult struct {
+	Chips, Stations int
+	Prepare         time.Duration   // preparing the chips (not timed)
+	Elapsed         time.Duration   // provisioning them
+	Latencies       []time.Duration // sorted
+	// StepCA is step-ca's run, if there was one.
+	StepCA *stepCABenchResult
+}
+
+func newBenchProvisionCommand(g *globals) *cobra.Command {
+	opts := &benchProvisionOptions{}
+	var keep, withStepCA bool
+	stepCABin := findStepCA()
+	cmd := &cobra.Command{
+		Use:   "provision",
+		Short: "Provision emulated chips through the factory over mutual TLS and report chips/s and latency",
+		Long: `Set up the factory of part 12 of the demo on 127.0.0.1 (a SoftHSM2 token,
+the CA ceremony with keys in it, one station certificate per station, the
+issuance log with tree heads signed in the token, a SQLite registry, the
+provisioning API over mutual TLS), fuse and boot --chips emulated chips with
+the signed factory test firmware (not timed), then let --stations stations,
+each with a TLS client of its own, provision them concurrently.
+
+It prints the chips per second and the latency of one chip's provisioning
+(nonce, evidence, request, IDevID written to the chip, confirmation)
+at the 50th, 90th and 99th percentiles and the maximum, and checks that
+the registry holds --chips COMPLETE records and the log --chips leaves.
+
+With --stepca (the default when step-ca is on PATH or in rootline's tool
+cache, where make deps builds it), a step-ca under the same root then
+issues --chips equivalent IDevIDs (P-256 CSRs with a UEID and a DICE
+TcbInfo, made before the clock starts) to --stations concurrent clients of
+package ca/stepca, and the ratio of the two rates is printed. step-ca only
+signs; the factory also verifies evidence, records the chip in the
+registry, appends to the log and writes the chip.
+
+Progress goes to stderr, results to stdout.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger(cmd)
+			if err != nil {
+				return err
+			}
+			if opts.Dir == "" {
+				d, err := os.MkdirTemp("", "rootline-bench-")
+				if err != nil {
+					return err
+				}
+				opts.Dir = d
+				if !keep {
+					defer os.RemoveAll(d)
+				}
+			} else if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+				return err
+			}
+			opts.Out, opts.Progress, opts.Logger = cmd.OutOrStdout(), cmd.ErrOrStderr(), log
+			if withStepCA {
+				if stepCABin == "" {
+					return errors.New("bench: --stepca: step-ca is neither on PATH nor in rootline's tool cache (make deps builds it)")
+				}
+				opts.StepCA = stepCABin
+			}
+			_, err = runBenchProvision(cmd.Context(), opts)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opts.Chips, "chips", 200, "number of chips to provision")
+	f.IntVar(&opts.Stations, "stations", 2, "number of concurrent stations")
+	f.StringVar(&opts.Dir, "dir", "", "directory for the factory's state (default: a temporary directory, removed afterwards)")
+	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
+	f.BoolVar(&withStepCA, "stepca", stepCABin != "", "also measure step-ca issuing as many IDevIDs (default: on when step-ca is found)")
+	return cmd
+}
+
+// progress writes a \r-updated line "what n/total" to w, at most every
+// 100 ms, and a final newline from done.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	what  string
+	total int
+	n     int
+	last  time.Time
+	start time.Time
+}
+
+func newProgress(w io.Writer, what string, total int) *progress {
+	p := &progress{w: w, what: what, total: total, start: time.Now()}
+	p.print()
+	return p
+}
+
+func (p *progress) print() {
+	width := 30
+	filled := 0
+	if p.total > 0 {
+		filled = p.n * width / p.total
+	}
+	bar := make([]byte, width)
+	for i := range bar {
+		bar[i] = ' '
+		if i < filled {
+			bar[i] = '='
+		}
+	}
+	fmt.Fprintf(p.w, "\r%s [%s] %d/%d %.1fs", p.what, bar, p.n, p.total, time.Since(p.start).Seconds())
+}
+
+func (p *progress) add() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond || p.n == p.total {
+		p.last = now
+		p.print()
+	}
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.print()
+	fmt.Fprintln(p.w)
+}
+
+// percentile is the nearest-rank percentile q (0 < q ≤ 100) of sorted.
+func percentile(sorted []time.Duration, q int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (q*len(sorted)+99)/100 - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// runBenchProvision sets up the factory in opts.Dir and provisions
+// opts.Chips chips with opts.Stations concurrent stations. It points
+// SOFTHSM2_CONF at a configuration in opts.Dir (os.Setenv), so it must run
+// before anything else in the process loads SoftHSM2.
+func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*benchProvisionResult, error) {
+	if opts.Chips < 1 || opts.Chips > benchMaxChips {
+		return nil, fmt.Errorf("bench: --chips must be 1 to %d", benchMaxChips)
+	}
+	if opts.Stations < 1 || opts.Stations > benchMaxStations {
+		return nil, fmt.Errorf("bench: --stations must be 1 to %d", benchMaxStations)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	out, prog := opts.Out, opts.Progress
+	if out == nil {
+		out = io.Discard
+	}
+	if prog == nil {
+		prog = io.Discard
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// 1. The SoftHSM2 token, as in part 11 of the demo.
+	module, err := hsm.FindSoftHSM()
+	if err != nil {
+		return nil, fmt.Errorf("bench: needs SoftHSM2 (make deps installs it): %w", err)
+	}
+	const label = "rootline-bench"
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.MkdirAll(tokens, 0o700); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
+		return nil, err
+	}
+	os.Setenv("SOFTHSM2_CONF", conf)
+	var pin [12]byte
+	if _, err := rand.Read(pin[:]); err != nil {
+		return nil, err
+	}
+	pinFile := filepath.Join(dir, "user.pin")
+	err = os.WriteFile(pinFile, []byte(hex.EncodeToString(pin[:])+"\n"), 0o600)
+	clear(pin[:])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := hsm.InitToken(ctx, &hsm.InitTokenRequest{ModulePath: module, Label: label, PIN: &hsm.FilePIN{Path: pinFile}, Logger: log}); err != nil {
+		return nil, err
+	}
+	uri := func(object string) string {
+		return "pkcs11:token=" + label + ";object=" + object + "?pin-source=file:" + pinFile
+	}
+
+	// 2. The service, as in part 12 of the demo.
+	fmt.Fprintf(prog, "bench: setting up the factory in %s\n", dir)
+	caDir := filepath.Join(dir, "ca")
+	hwType := asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}
+	kr := newKeyring(log)
+	defer kr.Close()
+	res, err := caInit(ctx, kr, &initParams{out: caDir, org: "Rootline Bench", rootKey: uri("factory-root"), interKey: uri("factory-sku-a"),
+		stationKey: uri("factory-stations"), product: "sku-a", hwType: hwType, generate: true, rootAlg: hsm.P384, interAlg: hsm.P256})
+	if err != nil {
+		return nil, err
+	}
+	local, err := openLocal(ctx, caDir, res.cfg, kr, log, "sku-a", ca.StationsIssuer)
+	if err != nil {
+		return nil, err
+	}
+	stationCerts := make([]tls.Certificate, opts.Stations)
+	for i := range stationCerts {
+		name := fmt.Sprintf("line-%d", i+1)
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, k)
+		if err != nil {
+			return nil, err
+		}
+		iss, err := local.Issue(ctx, &ca.IssueRequest{CSR: csr, Profile: ca.ProfileStation, Station: name, Products: []string{"sku-a"}})
+		if err != nil {
+			return nil, err
+		}
+		c := tls.Certificate{Certificate: [][]byte{iss.Certificate.Raw}, PrivateKey: k, Leaf: iss.Certificate}
+		for _, ic := range iss.Chain[:len(iss.Chain)-1] {
+			c.Certificate = append(c.Certificate, ic.Raw)
+		}
+		stationCerts[i] = c
+	}
+	tlsCA, serverCert, err := demoTLSCertificates()
+	if err != nil {
+		return nil, err
+	}
+	logKey, _, err := kr.create(ctx, "issuance log", uri("factory-log"), hsm.Ed25519)
+	if err != nil {
+		return nil, err
+	}
+	logSigner, err := translog.NewSigner("log.factory.rootline.bench", logKey)
+	if err != nil {
+		return nil, err
+	}
+	st, err := translog.OpenFileStore(filepath.Join(dir, "log"))
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	tl, err := translog.New(st, logSigner)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registry.OpenSQLite(ctx, &registry.SQLiteConfig{Path: filepath.Join(dir, "registry.db")})
+	if err != nil {
+		return nil, err
+	}
+	defer reg.Close()
+	fw, err := newFactoryFirmware("sku-a")
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]provision.LayerReference{}
+	for _, l := range boot.Layers() {
+		img, err := boot.ParseImage(fw.images[l])
+		if err != nil {
+			return nil, err
+		}
+		refs[string(l)] = provision.LayerReference{Digests: [][]byte{img.Manifest.Digest}, MinSVN: img.Manifest.SVN}
+	}
+	var nonceKey [32]byte
+	if _, err := rand.Read(nonceKey[:]); err != nil {
+		return nil, err
+	}
+	svc, err := provision.New(&provision.Config{
+		Registry: reg, Issuer: local, Log: tl, NonceKey: nonceKey[:], Logger: log,
+		Products: map[string]*provision.ProductPolicy{"sku-a": {
+			HWType: hwType, Chain: []*x509.Certificate{res.inter, res.root}, ReferenceValues: refs,
+		}},
+	})
+	clear(nonceKey[:])
+	if err != nil {
+		return nil, err
+	}
+	stationPool := x509.NewCertPool()
+	stationPool.AddCert(res.stations)
+	addrc := make(chan net.Addr, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- api.Serve(ctx, &api.ServerConfig{Listen: "127.0.0.1:0", Certificate: serverCert, StationCA: stationPool, Logger: log,
+			Ready: func(a net.Addr) { addrc <- a }}, api.NewHandler(svc, log))
+	}()
+	defer func() {
+		cancel()
+		<-served
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-served:
+		return nil, fmt.Errorf("bench: the provisioning service stopped: %w", err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	serverCA := x509.NewCertPool()
+	serverCA.AddCert(tlsCA)
+
+	// 3. The chips, fused and booted before the clock starts.
+	result := &benchProvisionResult{Chips: opts.Chips, Stations: opts.Stations}
+	devs := make([]*device.Device, opts.Chips)
+	defer func() {
+		for _, d := range devs {
+			if d != nil {
+				d.Close()
+			}
+		}
+	}()
+	start := time.Now()
+	p := newProgress(prog, "preparing chips   ", opts.Chips)
+	for i := range devs {
+		if devs[i], err = fw.bootChip(ctx, filepath.Join(dir, "chips", fmt.Sprintf("chip-%d", i+1)), log); err != nil {
+			p.done()
+			return nil, fmt.Errorf("bench: chip %d: %w", i+1, err)
+		}
+		p.add()
+	}
+	p.done()
+	result.Prepare = time.Since(start)
+
+	// 4. The stations, timed.
+	clients := make([]*station.Client, opts.Stations)
+	for i, c := range stationCerts {
+		if clients[i], err = station.Dial(&station.Config{URL: "https://" + addr.String(), Certificate: c, ServerCA: serverCA, Timeout: time.Minute}); err != nil {
+			return nil, err
+		}
+		defer clients[i].Close()
+	}
+	result.Latencies = make([]time.Duration, opts.Chips)
+	var next atomic.Int64
+	errs := make([]error, opts.Stations)
+	var wg sync.WaitGroup
+	p = newProgress(prog, "provisioning chips", opts.Chips)
+	start = time.Now()
+	for s, client := range clients {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(devs) || ctx.Err() != nil {
+					return
+				}
+				t := time.Now()
+				_, err := station.ProvisionChip(ctx, client, devs[i], "sku-a", "lot-1")
+				if err == nil {
+					err = devs[i].Flush()
+				}
+				result.Latencies[i] = time.Since(t)
+				if err != nil {
+					errs[s] = fmt.Errorf("bench: station line-%d, chip %d: %w", s+1, i+1, err)
+					cancel()
+					return
+				}
+				p.add()
+			}
+		})
+	}
+	wg.Wait()
+	result.Elapsed = time.Since(start)
+	p.done()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	// 5. The results, and the registry and log checked.
+	slices.Sort(result.Latencies)
+	sorted := result.Latencies
+	fmt.Fprintf(out, "chips      %d\n", result.Chips)
+	fmt.Fprintf(out, "stations   %d\n", result.Stations)
+	fmt.Fprintf(out, "prepare    %s (not timed)\n", result.Prepare.Round(time.Millisecond))
+	fmt.Fprintf(out, "elapsed    %s\n", result.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(out, "chips/s    %.1f\n", float64(result.Chips)/result.Elapsed.Seconds())
+	printLatency(out, sorted)
+	stats, err := reg.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size, err := tl.Size(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "registry   %d COMPLETE, %d ISSUING, %d ISSUED, %d incidents\n", stats.Complete, stats.Issuing, stats.Issued, stats.Incidents)
+	fmt.Fprintf(out, "log        %d leaves\n", size)
+	if stats.Complete != int64(opts.Chips) || stats.Issuing != 0 || stats.Issued != 0 || stats.Incidents != 0 {
+		return nil, fmt.Errorf("bench: the registry has %d COMPLETE, %d ISSUING, %d ISSUED records and %d incidents, want %d COMPLETE and nothing else",
+			stats.Complete, stats.Issuing, stats.Issued, stats.Incidents, opts.Chips)
+	}
+	if size != int64(opts.Chips) {
+		return nil, fmt.Errorf("bench: the log has %d leaves, want %d", size, opts.Chips)
+	}
+
+	// 6. step-ca, under the same root.
+	if opts.StepCA == "" {
+		return result, nil
+	}
+	rootKey, err := kr.signer(ctx, "root", res.cfg.Root.Key)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(prog, "bench: starting %s\n", opts.StepCA)
+	sca, provKey, kid, err := startStepCA(ctx, opts.StepCA, filepath.Join(dir, "step-ca"), res.root, rootKey, res.cfg.Organization)
+	if err != nil {
+		return nil, err
+	}
+	defer sca.stop()
+	scc, err := stepca.New(&stepca.Config{URL: sca.url, Root: res.root, Products: ca.Products{"sku-a": hwType},
+		Key: provKey, KeyID: kid, Organization: res.cfg.Organization, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer scc.Close()
+	if result.StepCA, err = runStepCABench(ctx, scc, opts.Chips, opts.Stations, prog); err != nil {
+		return nil, err
+	}
+	ours := float64(result.Chips) / result.Elapsed.Seconds()
+	theirs := float64(result.Chips) / result.StepCA.Elapsed.Seconds()
+	fmt.Fprintf(out, "step-ca    %d IDevIDs, %d clients, %s\n", result.Chips, result.Stations, result.StepCA.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(out, "certs/s    %.1f\n", theirs)
+	printLatency(out, result.StepCA.Latencies)
+	fmt.Fprintf(out, "ratio      %.2f (chips/s / step-ca certs/s)\n", ours/theirs)
+	return result, nil
+}
+
+// printLatency prints the percentiles of sorted (not empty).
+func printLatency(w io.Writer, sorted []time.Duration) {
+	const r = 10 * time.Microsecond
+	fmt.Fprintf(w, "latency    p50 %s  p90 %s  p99 %s  max %s\n",
+		percentile(sorted, 50).Round(r), percentile(sorted, 90).Round(r), percentile(sorted, 99).Round(r), sorted[len(sorted)-1].Round(r))
+}
