@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/internal/atomicfile"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
@@ -38,8 +39,13 @@ type serveConfig struct {
 	Registry string `json:"registry"` // SQLite database file
 	CADir    string `json:"caDir"`    // directory of rootline ca init
 	Log      struct {
-		Dir        string `json:"dir"`        // directory of the issuance log
-		SigningKey string `json:"signingKey"` // note private key (rootline log keygen)
+		Dir string `json:"dir"` // directory of the issuance log
+		// Exactly one of SigningKey (a note private key file from rootline
+		// log keygen, for development) and HSMKey (the PKCS#11 URI of an
+		// Ed25519 key, with its pin-source; Name then names the log).
+		SigningKey string `json:"signingKey,omitempty"`
+		HSMKey     string `json:"hsmKey,omitempty"`
+		Name       string `json:"name,omitempty"`
 	} `json:"log"`
 	// NonceKey is a file holding the nonces' HMAC key, hex, at least 32
 	// bytes; replicas share it.
@@ -59,11 +65,21 @@ func (c *serveConfig) Validate() error {
 	}
 	for _, f := range []struct{ name, v string }{
 		{"tls.certificate", c.TLS.Certificate}, {"tls.key", c.TLS.Key}, {"tls.stationCA", c.TLS.StationCA},
-		{"registry", c.Registry}, {"caDir", c.CADir}, {"log.dir", c.Log.Dir}, {"log.signingKey", c.Log.SigningKey},
+		{"registry", c.Registry}, {"caDir", c.CADir}, {"log.dir", c.Log.Dir},
 		{"nonceKey", c.NonceKey}, {"referenceValues", c.ReferenceValues},
 	} {
 		if f.v == "" {
 			return fmt.Errorf("%s is required", f.name)
+		}
+	}
+	switch {
+	case (c.Log.SigningKey == "") == (c.Log.HSMKey == ""):
+		return errors.New("log: give exactly one of signingKey (a file) and hsmKey (a PKCS#11 URI)")
+	case c.Log.HSMKey != "" && c.Log.Name == "":
+		return errors.New("log.name is required with log.hsmKey")
+	case c.Log.HSMKey != "":
+		if _, err := hsm.ParseURI(c.Log.HSMKey); err != nil {
+			return fmt.Errorf("log.hsmKey: %w", err)
 		}
 	}
 	return nil
@@ -73,7 +89,7 @@ func (c *serveConfig) Validate() error {
 func (c *serveConfig) resolve(dir string) {
 	for _, p := range []*string{&c.TLS.Certificate, &c.TLS.Key, &c.TLS.StationCA, &c.Registry, &c.CADir,
 		&c.Log.Dir, &c.Log.SigningKey, &c.NonceKey, &c.ReferenceValues} {
-		if !filepath.IsAbs(*p) {
+		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
@@ -211,7 +227,8 @@ FILE is JSON (relative paths are relative to it):
   {"version": 1, "listen": "0.0.0.0:8443",
    "tls": {"certificate": "server.pem", "key": "server.key", "stationCA": "ca/stations.pem"},
    "registry": "registry.db", "caDir": "ca",
-   "log": {"dir": "log", "signingKey": "log.key"},
+   "log": {"dir": "log", "hsmKey": "pkcs11:token=factory;object=log?pin-source=file:/run/factory.pin",
+           "name": "log.factory.example"},
    "nonceKey": "nonce.key", "referenceValues": "refs.json"}
 
 The reference values file names the products served and, per layer, the
@@ -278,14 +295,29 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 				}
 			}
 
-			kb, err := readFileLimited(cfg.Log.SigningKey, 1024)
-			if err != nil {
-				return fmt.Errorf("log.signingKey: %w", err)
-			}
-			signer, err := note.NewSigner(strings.TrimSpace(string(kb)))
-			clear(kb)
-			if err != nil {
-				return fmt.Errorf("log.signingKey: %w", err)
+			var signer note.Signer
+			if cfg.Log.HSMKey != "" {
+				key, err := kr.signer(ctx, "issuance log", cfg.Log.HSMKey)
+				if err != nil {
+					return err
+				}
+				ts, err := translog.NewSigner(cfg.Log.Name, key)
+				if err != nil {
+					return fmt.Errorf("log.hsmKey: %w", err)
+				}
+				log.Info("issuance log key in the HSM", "verifier_key", ts.VerifierKey())
+				signer = ts
+			} else {
+				kb, err := readFileLimited(cfg.Log.SigningKey, 1024)
+				if err != nil {
+					return fmt.Errorf("log.signingKey: %w", err)
+				}
+				s, err := note.NewSigner(strings.TrimSpace(string(kb)))
+				clear(kb)
+				if err != nil {
+					return fmt.Errorf("log.signingKey: %w", err)
+				}
+				signer = s
 			}
 			st, err := openLogStore(cfg.Log.Dir)
 			if err != nil {

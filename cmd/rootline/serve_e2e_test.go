@@ -187,7 +187,8 @@ func TestServeProvisionCLI(t *testing.T) {
 	}
 	writePEM(t, filepath.Join(w, "server.pem"), "CERTIFICATE", srvDER)
 
-	exe("log", "keygen", "--name", "log.rootline.test", "--out", filepath.Join(w, "log.key"))
+	// The issuance log's tree-head key is an Ed25519 key in the same token.
+	exe("hsm", "keygen", "--uri", uri("log"), "--alg", "ed25519")
 	if err := os.WriteFile(filepath.Join(w, "nonce.key"), []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestServeProvisionCLI(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(w, "provision.json"), []byte(`{"version":1,"listen":"127.0.0.1:0",
 	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem"},
-	 "registry":"registry.db","caDir":"ca","log":{"dir":"log","signingKey":"log.key"},
+	 "registry":"registry.db","caDir":"ca","log":{"dir":"log","hsmKey":"`+uri("log")+`","name":"log.rootline.test"},
 	 "nonceKey":"nonce.key","referenceValues":"refs.json"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}

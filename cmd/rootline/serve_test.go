@@ -79,12 +79,23 @@ func TestServeConfig(t *testing.T) {
 	if c.CADir != filepath.Join(dir, "ca") || c.TLS.StationCA != "/abs/stations.pem" || c.Log.SigningKey != filepath.Join(dir, "log.key") {
 		t.Fatalf("paths not resolved: %+v", c)
 	}
+	hsmCfg := strings.Replace(good, `"signingKey":"log.key"`, `"hsmKey":"pkcs11:token=factory;object=log?pin-source=file:/run/pin","name":"log.example"`, 1)
+	if err := os.WriteFile(path, []byte(hsmCfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := loadServeConfig(path); err != nil || c.Log.SigningKey != "" {
+		t.Fatalf("HSM log key config: %v %+v", err, c)
+	}
 	for name, bad := range map[string]string{
 		"version":       strings.Replace(good, `"version":1`, `"version":0`, 1),
 		"listen":        strings.Replace(good, `"127.0.0.1:0"`, `"nowhere"`, 1),
 		"no registry":   strings.Replace(good, `"registry.db"`, `""`, 1),
 		"no station CA": strings.Replace(good, `"/abs/stations.pem"`, `""`, 1),
 		"unknown field": strings.Replace(good, `"version":1`, `"version":1,"stations":[]`, 1),
+		"no log key":    strings.Replace(good, `"signingKey":"log.key"`, `"name":"x"`, 1),
+		"two log keys":  strings.Replace(good, `"signingKey":"log.key"`, `"signingKey":"log.key","hsmKey":"pkcs11:token=t;object=l","name":"x"`, 1),
+		"hsm no name":   strings.Replace(good, `"signingKey":"log.key"`, `"hsmKey":"pkcs11:token=t;object=l"`, 1),
+		"hsm bad uri":   strings.Replace(good, `"signingKey":"log.key"`, `"hsmKey":"file:/x","name":"x"`, 1),
 	} {
 		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
