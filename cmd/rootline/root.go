@@ -70,6 +70,7 @@ or drive an emulated chip yourself:
 		newServeCommand(g),
 		newStationCommand(g),
 		newBenchCommand(g),
+		newRegistryCommand(g),
 		newEvidenceCommand(g),
 		newDemoCommand(g),
 	)

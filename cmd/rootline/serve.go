@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
@@ -249,22 +249,13 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 			if err != nil {
 				return err
 			}
-			b, err := readFileLimited(cfg.ReferenceValues, maxConfigFile)
+			// The products served are those of the reference values file;
+			// only their CA keys are opened.
+			products, err := loadProductPolicies(cfg)
 			if err != nil {
 				return err
 			}
-			refs, err := parseReferenceValues(b)
-			if err != nil {
-				return fmt.Errorf("%s: %w", cfg.ReferenceValues, err)
-			}
-			names := slices.Sorted(func(yield func(string) bool) {
-				for p := range refs {
-					if !yield(p) {
-						return
-					}
-				}
-			})
-
+			names := slices.Sorted(maps.Keys(products))
 			caCfg, err := loadCAConfig(cfg.CADir)
 			if err != nil {
 				return err
@@ -274,25 +265,6 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 			local, err := openLocal(ctx, cfg.CADir, caCfg, kr, log, names...)
 			if err != nil {
 				return err
-			}
-			products := map[string]*provision.ProductPolicy{}
-			for _, p := range caCfg.Products {
-				if refs[p.Name] == nil {
-					continue
-				}
-				c, err := readCert(cfg.CADir, p.Certificate)
-				if err != nil {
-					return err
-				}
-				hw, _ := parseOID(p.HWType) // checked by Validate
-				products[p.Name] = &provision.ProductPolicy{
-					HWType: hw, Chain: []*x509.Certificate{c, local.Root()}, ReferenceValues: refs[p.Name],
-				}
-			}
-			for _, n := range names {
-				if products[n] == nil {
-					return fmt.Errorf("%s: product %q is not one of the CA's", cfg.ReferenceValues, n)
-				}
 			}
 
 			var signer note.Signer
