@@ -19,6 +19,7 @@ import (
 func newDemoCommand(g *globals) *cobra.Command {
 	var dir string
 	var keep bool
+	var chips int
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Walk through an emulated chip: identity, compartments, secure and measured boot, evidence",
@@ -40,13 +41,16 @@ step with the command that does the same by hand:
      to a chip's CSR and checked by openssl, a forged CSR refused
  12. the factory: the provisioning service on 127.0.0.1 over mutual TLS
      (CA in SoftHSM2, SQLite registry, issuance log); a station
-     provisions three chips; a retry, a clone and a station of another
+     provisions --chips chips (1,000); a retry, a clone and a station of another
      product; an inclusion proof from the issuance log
 
 Each refusal is checked to be the typed error the API promises; the demo
 exits non-zero if anything behaves otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if chips < 2 || chips > 100000 {
+				return fmt.Errorf("--chips %d: want 2 to 100000", chips)
+			}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "rootline-demo-")
 				if err != nil {
@@ -61,10 +65,11 @@ exits non-zero if anything behaves otherwise.`,
 			if err != nil {
 				return err
 			}
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), dir, &soft.Options{Logger: log})
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), dir, &soft.Options{Logger: log}, chips)
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the chip's state (default: a temporary one, removed after)")
+	cmd.Flags().IntVar(&chips, "chips", 1000, "how many chips the factory part provisions (2 to 100000)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep the temporary directory")
 	return cmd
 }
@@ -99,7 +104,7 @@ func (d *demo) refused(err, want error) error {
 	return nil
 }
 
-func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options) error {
+func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options, chips int) error {
 	if opts == nil {
 		opts = &soft.Options{}
 	}
@@ -220,7 +225,7 @@ func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options) e
 	}
 	fmt.Fprintf(w, "\n--- Part 4: the factory (in %s)\n", filepath.Join(dir, "factory"))
 	if err := runFactoryDemo(ctx, &demo{w: w, n: caDemo.n, dir: filepath.Join(dir, "factory")},
-		&factoryDemoOptions{HSMDir: caDemo.dir, Logger: opts.Logger}); err != nil {
+		&factoryDemoOptions{HSMDir: caDemo.dir, Logger: opts.Logger, Chips: chips}); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nDone: every operation behaved as the subsystem's API promises.\n")

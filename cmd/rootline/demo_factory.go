@@ -44,6 +44,8 @@ type factoryDemoOptions struct {
 	// the factory's own.
 	HSMDir string
 	Logger *slog.Logger
+	// Chips is how many chips the station provisions (at least 2).
+	Chips int
 }
 
 // apiRefusal maps a refusal the station client returns (*api.Error) to the
@@ -259,8 +261,9 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	}
 	defer client.Close()
 
-	// 2. Three chips.
-	d.step("Station line-1 provisions three chips of sku-a",
+	// 2. The chips.
+	n := max(opts.Chips, 2)
+	d.step(fmt.Sprintf("Station line-1 provisions %d chips of sku-a", n),
 		fmt.Sprintf("station provision --server https://%s --cert line-1.pem --key line-1.key --ca tls-ca.pem --chip %s --product sku-a --lot lot-1", addr, filepath.Join(dir, "chip-1")))
 	type chipResult struct {
 		dir  string
@@ -268,7 +271,8 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 		res  *provision.Result
 	}
 	var chips []chipResult
-	for i := 1; i <= 3; i++ {
+	start := time.Now()
+	for i := 1; i <= n; i++ {
 		cdir := filepath.Join(dir, fmt.Sprintf("chip-%d", i))
 		dev, err := fw.bootChip(ctx, cdir, log)
 		if err != nil {
@@ -293,9 +297,12 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 		if err != nil {
 			return err
 		}
-		d.say("[%d/3] chip-%d  UEID %x  IDevID serial %s  log index %d", i, i, ueid, ca.Hex(leaf.SerialNumber), r.LogIndex)
+		if i <= 3 || i == n || i%100 == 0 {
+			d.say("[%d/%d] chip-%d  UEID %x  IDevID serial %s  log index %d", i, n, i, ueid, ca.Hex(leaf.SerialNumber), r.LogIndex)
+		}
 		chips = append(chips, chipResult{cdir, ueid, r})
 	}
+	d.say("%d chips fused, booted and provisioned in %.1fs (one station, one chip at a time; see rootline bench provision)", n, time.Since(start).Seconds())
 
 	// 3. Check chip 1.
 	d.step("Chip 1 is Provisioned, the registry says COMPLETE, and its IDevID chains to the root",
@@ -420,13 +427,13 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.w, "   $ rootline station provision --cert line-2.pem … --chip %s --product sku-a --lot lot-1\n", filepath.Join(dir, "chip-4"))
+	fmt.Fprintf(d.w, "   $ rootline station provision --cert line-2.pem … --chip %s --product sku-a --lot lot-1\n", filepath.Join(dir, "chip-line-2"))
 	client2, err := dial(line2)
 	if err != nil {
 		return err
 	}
 	defer client2.Close()
-	dev4, err := fw.bootChip(ctx, filepath.Join(dir, "chip-4"), log)
+	dev4, err := fw.bootChip(ctx, filepath.Join(dir, "chip-line-2"), log)
 	if err != nil {
 		return err
 	}
@@ -444,7 +451,7 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	// 7. The issuance log.
 	d.step("The issuance log: a signed tree head, and chip 2's certificate in it",
 		fmt.Sprintf("log head --dir %s --hsm-key '%s' --name log.factory.rootline.demo --out head.txt", filepath.Join(dir, "log"), logURI))
-	fmt.Fprintf(d.w, "   $ rootline log prove --dir %s --index %d --size 3 --out proof.bin\n", filepath.Join(dir, "log"), chips[1].res.LogIndex)
+	fmt.Fprintf(d.w, "   $ rootline log prove --dir %s --index %d --size %d --out proof.bin\n", filepath.Join(dir, "log"), chips[1].res.LogIndex, n)
 	fmt.Fprintf(d.w, "   $ rootline log verify --key KEY --head head.txt --cert chip-2.der --index %d --proof proof.bin\n", chips[1].res.LogIndex)
 	head, err := tl.TreeHead(ctx)
 	if err != nil {

@@ -49,7 +49,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	if err := runDemo(t.Context(), out, t.TempDir(), nil); err != nil {
+	if err := runDemo(t.Context(), out, t.TempDir(), nil, 3); err != nil {
 		t.Fatal(err)
 	}
 }
