@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,7 +57,7 @@ func (c *countingIssuer) Issue(ctx context.Context, req *ca.IssueRequest) (*ca.I
 
 type env struct {
 	svc      *Service
-	reg      *registry.SQLite
+	reg      registry.Registry
 	log      *translog.Log
 	verifier string
 	issuer   *countingIssuer
@@ -70,16 +69,18 @@ type env struct {
 	lastCSR  []byte
 }
 
+// newEnv makes an environment with an SQLite registry.
 func newEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvOn(t, openSQLite)
+}
+
+// newEnvOn makes an environment with the registry open makes.
+func newEnvOn(t testing.TB, open opener) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{now: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), station: Station{Name: "st-1", Products: []string{"sku-a"}}}
-	var err error
-	e.reg, err = registry.OpenSQLite(ctx, &registry.SQLiteConfig{Path: filepath.Join(t.TempDir(), "registry.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.reg.Close() })
+	e.reg = open(t)
 	_, logKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -180,275 +181,283 @@ func (e *env) refused(t *testing.T, st Station, req *Request, want error) {
 }
 
 func TestProvisionEndToEnd(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	d := e.chip(t, e.fw)
-	req := e.request(t, d, e.station)
-	res, err := e.svc.Provision(ctx, e.station, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		d := e.chip(t, e.fw)
+		req := e.request(t, d, e.station)
+		res, err := e.svc.Provision(ctx, e.station, req)
+		if err != nil {
+			t.Fatal(err)
+		}
 
-	// The chain verifies to the root, and certifies the DeviceID key.
-	leaf, err := x509.ParseCertificate(res.Chain[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter := x509.NewCertPool()
-	inter.AddCert(e.h.Products[0].Certificate)
-	roots := x509.NewCertPool()
-	roots.AddCert(e.h.Root)
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		t.Fatal(err)
-	}
-	_, serial, err := ca.HardwareModuleName(leaf)
-	if err != nil || !bytes.Equal(serial, req.UEID) {
-		t.Fatalf("HardwareModuleName serial %x, %v; want UEID %x", serial, err, req.UEID)
-	}
-	if len(res.Chain) != 3 || !bytes.Equal(res.Chain[2], e.h.Root.Raw) {
-		t.Fatal("chain does not end with the root")
-	}
+		// The chain verifies to the root, and certifies the DeviceID key.
+		leaf, err := x509.ParseCertificate(res.Chain[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		inter := x509.NewCertPool()
+		inter.AddCert(e.h.Products[0].Certificate)
+		roots := x509.NewCertPool()
+		roots.AddCert(e.h.Root)
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Fatal(err)
+		}
+		_, serial, err := ca.HardwareModuleName(leaf)
+		if err != nil || !bytes.Equal(serial, req.UEID) {
+			t.Fatalf("HardwareModuleName serial %x, %v; want UEID %x", serial, err, req.UEID)
+		}
+		if len(res.Chain) != 3 || !bytes.Equal(res.Chain[2], e.h.Root.Raw) {
+			t.Fatal("chain does not end with the root")
+		}
 
-	// The registry has it ISSUED, with this certificate.
-	rec, err := e.reg.Get(ctx, req.UEID)
-	if err != nil || rec.State != registry.Issued || !bytes.Equal(rec.Certificate, res.Chain[0]) {
-		t.Fatalf("record %+v, %v", rec, err)
-	}
+		// The registry has it ISSUED, with this certificate.
+		rec, err := e.reg.Get(ctx, req.UEID)
+		if err != nil || rec.State != registry.Issued || !bytes.Equal(rec.Certificate, res.Chain[0]) {
+			t.Fatalf("record %+v, %v", rec, err)
+		}
 
-	// The log has it, with a verifying inclusion proof.
-	head, err := e.log.TreeHead(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := translog.OpenTreeHead(e.verifier, head)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proof, err := e.log.InclusionProof(ctx, res.LogIndex, tree.N)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := translog.VerifyInclusion(e.verifier, head, res.Chain[0], res.LogIndex, proof); err != nil {
-		t.Fatal(err)
-	}
+		// The log has it, with a verifying inclusion proof.
+		head, err := e.log.TreeHead(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree, err := translog.OpenTreeHead(e.verifier, head)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proof, err := e.log.InclusionProof(ctx, res.LogIndex, tree.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := translog.VerifyInclusion(e.verifier, head, res.Chain[0], res.LogIndex, proof); err != nil {
+			t.Fatal(err)
+		}
 
-	// The chip installs it, the station confirms.
-	if err := d.InstallIdentity(ctx, res.Chain); err != nil {
-		t.Fatal(err)
-	}
-	if lc, _ := d.Chip().Lifecycle(ctx); lc != pluton.Provisioned {
-		t.Fatalf("chip lifecycle %v", lc)
-	}
-	if err := e.svc.Confirm(ctx, Station{Name: "st-2", Products: []string{"sku-b"}}, req.UEID); !errors.Is(err, ErrStationNotAllowed) {
-		t.Fatalf("Confirm by a station of another product: %v", err)
-	}
-	if err := e.svc.Confirm(ctx, e.station, req.UEID); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.svc.Confirm(ctx, e.station, req.UEID); err != nil {
-		t.Fatalf("second Confirm: %v", err)
-	}
-	if rec, err = e.reg.Get(ctx, req.UEID); err != nil || rec.State != registry.Complete {
-		t.Fatalf("record %+v, %v", rec, err)
-	}
-	if i, l := e.counts(t); i != 1 || l != 1 {
-		t.Fatalf("issued %d, logged %d; want 1 and 1", i, l)
-	}
+		// The chip installs it, the station confirms.
+		if err := d.InstallIdentity(ctx, res.Chain); err != nil {
+			t.Fatal(err)
+		}
+		if lc, _ := d.Chip().Lifecycle(ctx); lc != pluton.Provisioned {
+			t.Fatalf("chip lifecycle %v", lc)
+		}
+		if err := e.svc.Confirm(ctx, Station{Name: "st-2", Products: []string{"sku-b"}}, req.UEID); !errors.Is(err, ErrStationNotAllowed) {
+			t.Fatalf("Confirm by a station of another product: %v", err)
+		}
+		if err := e.svc.Confirm(ctx, e.station, req.UEID); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.Confirm(ctx, e.station, req.UEID); err != nil {
+			t.Fatalf("second Confirm: %v", err)
+		}
+		if rec, err = e.reg.Get(ctx, req.UEID); err != nil || rec.State != registry.Complete {
+			t.Fatalf("record %+v, %v", rec, err)
+		}
+		if i, l := e.counts(t); i != 1 || l != 1 {
+			t.Fatalf("issued %d, logged %d; want 1 and 1", i, l)
+		}
+	})
 }
 
 func TestProvisionIdempotent(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	d := e.chip(t, e.fw)
-	first, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The station crashed and starts again with a new nonce: same answer.
-	again, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(first.Chain[0], again.Chain[0]) || first.LogIndex != again.LogIndex {
-		t.Fatal("a retry got another certificate")
-	}
-	// After a restart of the service (fresh process: no cache of the
-	// log), and after Confirm, still the same.
-	if err := e.svc.Confirm(ctx, e.station, first.Chain[0][:0:0]); err == nil {
-		t.Fatal("Confirm of an empty UEID succeeded")
-	}
-	req := e.request(t, d, e.station)
-	if err := e.svc.Confirm(ctx, e.station, req.UEID); err != nil {
-		t.Fatal(err)
-	}
-	e.svc.logIndex = map[[32]byte]int64{}
-	third, err := e.svc.Provision(ctx, e.station, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(first.Chain[0], third.Chain[0]) || first.LogIndex != third.LogIndex {
-		t.Fatal("a retry after restart got another certificate or index")
-	}
-	if i, l := e.counts(t); i != 1 || l != 1 {
-		t.Fatalf("issued %d, logged %d; want 1 and 1", i, l)
-	}
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		d := e.chip(t, e.fw)
+		first, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The station crashed and starts again with a new nonce: same answer.
+		again, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(first.Chain[0], again.Chain[0]) || first.LogIndex != again.LogIndex {
+			t.Fatal("a retry got another certificate")
+		}
+		// After a restart of the service (fresh process: no cache of the
+		// log), and after Confirm, still the same.
+		if err := e.svc.Confirm(ctx, e.station, first.Chain[0][:0:0]); err == nil {
+			t.Fatal("Confirm of an empty UEID succeeded")
+		}
+		req := e.request(t, d, e.station)
+		if err := e.svc.Confirm(ctx, e.station, req.UEID); err != nil {
+			t.Fatal(err)
+		}
+		e.svc.logIndex = map[[32]byte]int64{}
+		third, err := e.svc.Provision(ctx, e.station, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(first.Chain[0], third.Chain[0]) || first.LogIndex != third.LogIndex {
+			t.Fatal("a retry after restart got another certificate or index")
+		}
+		if i, l := e.counts(t); i != 1 || l != 1 {
+			t.Fatalf("issued %d, logged %d; want 1 and 1", i, l)
+		}
+	})
 }
 
 // TestProvisionCrashRecovery puts the registry in the states a crash of the
 // service leaves, and checks that a retry ends with one certificate, in the
 // registry and the log.
 func TestProvisionCrashRecovery(t *testing.T) {
-	ctx := context.Background()
-	t.Run("after Issue, before MarkIssued", func(t *testing.T) {
-		e := newEnv(t)
-		d := e.chip(t, e.fw)
-		req := e.request(t, d, e.station)
-		csr, err := ca.ParseCSR(req.CSR)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.reg.Reserve(ctx, &registry.ReserveRequest{UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
-			Product: "sku-a", Lot: "lot-1", Station: "st-1"}); err != nil {
-			t.Fatal(err)
-		}
-		lost, err := e.svc.issue(ctx, e.svc.products["sku-a"], req, csr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := e.svc.Provision(ctx, e.station, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Equal(res.Chain[0], lost.Raw) {
-			t.Fatal("the lost certificate was delivered")
-		}
-		if _, l := e.counts(t); l != 1 {
-			t.Fatalf("logged %d", l)
-		}
-	})
-	t.Run("after MarkIssued, before Append", func(t *testing.T) {
-		e := newEnv(t)
-		d := e.chip(t, e.fw)
-		req := e.request(t, d, e.station)
-		csr, err := ca.ParseCSR(req.CSR)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.reg.Reserve(ctx, &registry.ReserveRequest{UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
-			Product: "sku-a", Lot: "lot-1", Station: "st-1"}); err != nil {
-			t.Fatal(err)
-		}
-		cert, err := e.svc.issue(ctx, e.svc.products["sku-a"], req, csr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.reg.MarkIssued(ctx, req.UEID, cert.Raw, cert.SerialNumber); err != nil {
-			t.Fatal(err)
-		}
-		// Another chip is logged meanwhile.
-		if _, err := e.svc.Provision(ctx, e.station, e.request(t, e.chip(t, e.fw), e.station)); err != nil {
-			t.Fatal(err)
-		}
-		res, err := e.svc.Provision(ctx, e.station, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(res.Chain[0], cert.Raw) || res.LogIndex != 1 {
-			t.Fatalf("retry: index %d, same certificate %v", res.LogIndex, bytes.Equal(res.Chain[0], cert.Raw))
-		}
-		// And once logged, a further retry finds it (no cache).
-		e.svc.logIndex = map[[32]byte]int64{}
-		res, err = e.svc.Provision(ctx, e.station, e.request(t, d, e.station))
-		if err != nil || res.LogIndex != 1 {
-			t.Fatalf("second retry: %v, index %d", err, res.LogIndex)
-		}
-		if _, l := e.counts(t); l != 2 {
-			t.Fatalf("logged %d, want 2", l)
-		}
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		t.Run("after Issue, before MarkIssued", func(t *testing.T) {
+			e := newEnvOn(t, open)
+			d := e.chip(t, e.fw)
+			req := e.request(t, d, e.station)
+			csr, err := ca.ParseCSR(req.CSR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.reg.Reserve(ctx, &registry.ReserveRequest{UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
+				Product: "sku-a", Lot: "lot-1", Station: "st-1"}); err != nil {
+				t.Fatal(err)
+			}
+			lost, err := e.svc.issue(ctx, e.svc.products["sku-a"], req, csr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.svc.Provision(ctx, e.station, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(res.Chain[0], lost.Raw) {
+				t.Fatal("the lost certificate was delivered")
+			}
+			if _, l := e.counts(t); l != 1 {
+				t.Fatalf("logged %d", l)
+			}
+		})
+		t.Run("after MarkIssued, before Append", func(t *testing.T) {
+			e := newEnvOn(t, open)
+			d := e.chip(t, e.fw)
+			req := e.request(t, d, e.station)
+			csr, err := ca.ParseCSR(req.CSR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.reg.Reserve(ctx, &registry.ReserveRequest{UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
+				Product: "sku-a", Lot: "lot-1", Station: "st-1"}); err != nil {
+				t.Fatal(err)
+			}
+			cert, err := e.svc.issue(ctx, e.svc.products["sku-a"], req, csr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.reg.MarkIssued(ctx, req.UEID, cert.Raw, cert.SerialNumber); err != nil {
+				t.Fatal(err)
+			}
+			// Another chip is logged meanwhile.
+			if _, err := e.svc.Provision(ctx, e.station, e.request(t, e.chip(t, e.fw), e.station)); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.svc.Provision(ctx, e.station, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(res.Chain[0], cert.Raw) || res.LogIndex != 1 {
+				t.Fatalf("retry: index %d, same certificate %v", res.LogIndex, bytes.Equal(res.Chain[0], cert.Raw))
+			}
+			// And once logged, a further retry finds it (no cache).
+			e.svc.logIndex = map[[32]byte]int64{}
+			res, err = e.svc.Provision(ctx, e.station, e.request(t, d, e.station))
+			if err != nil || res.LogIndex != 1 {
+				t.Fatalf("second retry: %v, index %d", err, res.LogIndex)
+			}
+			if _, l := e.counts(t); l != 2 {
+				t.Fatalf("logged %d, want 2", l)
+			}
+		})
 	})
 }
 
 func TestProvisionRefusals(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	d := e.chip(t, e.fw)
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		d := e.chip(t, e.fw)
 
-	t.Run("replayed nonce", func(t *testing.T) {
-		req := e.request(t, d, e.station)
-		if _, err := e.svc.Provision(ctx, e.station, req); err != nil {
-			t.Fatal(err)
-		}
-		e.refused(t, e.station, req, ErrNonce)
-	})
-	t.Run("nonce of another station", func(t *testing.T) {
-		req := e.request(t, d, Station{Name: "st-2", Products: []string{"sku-a"}})
-		e.refused(t, e.station, req, ErrNonce)
-	})
-	t.Run("expired nonce", func(t *testing.T) {
-		req := e.request(t, d, e.station)
-		e.now = e.now.Add(2 * DefaultNonceLifetime)
-		defer func() { e.now = e.now.Add(-2 * DefaultNonceLifetime) }()
-		e.refused(t, e.station, req, ErrNonce)
-	})
-	t.Run("forged nonce", func(t *testing.T) {
-		fr, err := d.FactoryRequest(ctx, make([]byte, NonceSize))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.refused(t, e.station, &Request{UEID: fr.UEID, CSR: fr.CSR, Evidence: fr.Evidence, Product: "sku-a", Lot: "l"}, ErrNonce)
-	})
-	t.Run("station not allowed", func(t *testing.T) {
-		st := Station{Name: "st-b", Products: []string{"sku-b"}}
-		e.refused(t, st, e.request(t, d, st), ErrStationNotAllowed)
-	})
-	t.Run("unknown product", func(t *testing.T) {
-		st := Station{Name: "st-1", Products: []string{"sku-a", "sku-z"}}
-		req := e.request(t, d, st)
-		req.Product = "sku-z"
-		e.refused(t, st, req, ErrStationNotAllowed)
-	})
-	t.Run("tampered evidence", func(t *testing.T) {
-		req := e.request(t, d, e.station)
-		req.Evidence[len(req.Evidence)-1] ^= 1
-		e.refused(t, e.station, req, ErrEvidence)
-	})
-	t.Run("malformed evidence", func(t *testing.T) {
-		req := e.request(t, d, e.station)
-		req.Evidence = req.Evidence[:len(req.Evidence)/2]
-		e.refused(t, e.station, req, ErrEvidence)
-	})
-	t.Run("UEID of another chip", func(t *testing.T) {
-		req := e.request(t, d, e.station)
-		req.UEID = catest.UEID(t)
-		e.refused(t, e.station, req, ErrEvidence)
-	})
-	t.Run("product not the chip's", func(t *testing.T) {
-		st := Station{Name: "st-1", Products: []string{"sku-a", "sku-b"}}
-		req := e.request(t, d, st)
-		req.Product = "sku-b"
-		e.refused(t, st, req, ErrEvidence)
-	})
-	t.Run("CSR of another chip", func(t *testing.T) {
-		other := e.request(t, e.chip(t, e.fw), e.station)
-		req := e.request(t, d, e.station)
-		req.CSR = other.CSR
-		e.refused(t, e.station, req, ErrKeyMismatch)
-	})
-	t.Run("malformed CSR", func(t *testing.T) {
-		req := e.request(t, d, e.station)
-		req.CSR = []byte("not a CSR")
-		e.refused(t, e.station, req, ErrBadRequest)
-	})
-	t.Run("wrong test firmware", func(t *testing.T) {
-		bad := e.chip(t, e.v.testFirmware(t, "some other app"))
-		e.refused(t, e.station, e.request(t, bad, e.station), ErrReferenceValues)
-	})
-	t.Run("oversized fields", func(t *testing.T) {
-		req := e.request(t, d, e.station)
-		req.Lot = string(make([]byte, registry.MaxNameLen+1))
-		e.refused(t, e.station, req, ErrBadRequest)
-		e.refused(t, e.station, nil, ErrBadRequest)
-		e.refused(t, Station{Products: []string{"sku-a"}}, e.request(t, d, e.station), ErrBadRequest)
+		t.Run("replayed nonce", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			if _, err := e.svc.Provision(ctx, e.station, req); err != nil {
+				t.Fatal(err)
+			}
+			e.refused(t, e.station, req, ErrNonce)
+		})
+		t.Run("nonce of another station", func(t *testing.T) {
+			req := e.request(t, d, Station{Name: "st-2", Products: []string{"sku-a"}})
+			e.refused(t, e.station, req, ErrNonce)
+		})
+		t.Run("expired nonce", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			e.now = e.now.Add(2 * DefaultNonceLifetime)
+			defer func() { e.now = e.now.Add(-2 * DefaultNonceLifetime) }()
+			e.refused(t, e.station, req, ErrNonce)
+		})
+		t.Run("forged nonce", func(t *testing.T) {
+			fr, err := d.FactoryRequest(ctx, make([]byte, NonceSize))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.refused(t, e.station, &Request{UEID: fr.UEID, CSR: fr.CSR, Evidence: fr.Evidence, Product: "sku-a", Lot: "l"}, ErrNonce)
+		})
+		t.Run("station not allowed", func(t *testing.T) {
+			st := Station{Name: "st-b", Products: []string{"sku-b"}}
+			e.refused(t, st, e.request(t, d, st), ErrStationNotAllowed)
+		})
+		t.Run("unknown product", func(t *testing.T) {
+			st := Station{Name: "st-1", Products: []string{"sku-a", "sku-z"}}
+			req := e.request(t, d, st)
+			req.Product = "sku-z"
+			e.refused(t, st, req, ErrStationNotAllowed)
+		})
+		t.Run("tampered evidence", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			req.Evidence[len(req.Evidence)-1] ^= 1
+			e.refused(t, e.station, req, ErrEvidence)
+		})
+		t.Run("malformed evidence", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			req.Evidence = req.Evidence[:len(req.Evidence)/2]
+			e.refused(t, e.station, req, ErrEvidence)
+		})
+		t.Run("UEID of another chip", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			req.UEID = catest.UEID(t)
+			e.refused(t, e.station, req, ErrEvidence)
+		})
+		t.Run("product not the chip's", func(t *testing.T) {
+			st := Station{Name: "st-1", Products: []string{"sku-a", "sku-b"}}
+			req := e.request(t, d, st)
+			req.Product = "sku-b"
+			e.refused(t, st, req, ErrEvidence)
+		})
+		t.Run("CSR of another chip", func(t *testing.T) {
+			other := e.request(t, e.chip(t, e.fw), e.station)
+			req := e.request(t, d, e.station)
+			req.CSR = other.CSR
+			e.refused(t, e.station, req, ErrKeyMismatch)
+		})
+		t.Run("malformed CSR", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			req.CSR = []byte("not a CSR")
+			e.refused(t, e.station, req, ErrBadRequest)
+		})
+		t.Run("wrong test firmware", func(t *testing.T) {
+			bad := e.chip(t, e.v.testFirmware(t, "some other app"))
+			e.refused(t, e.station, e.request(t, bad, e.station), ErrReferenceValues)
+		})
+		t.Run("oversized fields", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			req.Lot = string(make([]byte, registry.MaxNameLen+1))
+			e.refused(t, e.station, req, ErrBadRequest)
+			e.refused(t, e.station, nil, ErrBadRequest)
+			e.refused(t, Station{Products: []string{"sku-a"}}, e.request(t, d, e.station), ErrBadRequest)
+		})
 	})
 }
 
@@ -484,74 +493,80 @@ func forgeClone(t *testing.T, genuine *Request, ueid []byte) *Request {
 }
 
 func TestProvisionClone(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	d := e.chip(t, e.fw)
-	req := e.request(t, d, e.station)
-	if _, err := e.svc.Provision(ctx, e.station, req); err != nil {
-		t.Fatal(err)
-	}
-	// The forgery passes every check of its own (a control: with a new
-	// UEID it is provisioned)...
-	fresh := forgeClone(t, e.request(t, e.chip(t, e.fw), e.station), catest.UEID(t))
-	if _, err := e.svc.Provision(ctx, e.station, fresh); err != nil {
-		t.Fatalf("forged chip with a new UEID: %v", err)
-	}
-	// ...and with the first chip's UEID it is a clone.
-	clone := forgeClone(t, e.request(t, e.chip(t, e.fw), e.station), req.UEID)
-	e.refused(t, e.station, clone, registry.ErrClone)
-	inc, err := e.reg.Incidents(ctx)
-	if err != nil || len(inc) != 1 || !bytes.Equal(inc[0].UEID, req.UEID) || inc[0].Station != "st-1" {
-		t.Fatalf("incidents %+v, %v", inc, err)
-	}
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		d := e.chip(t, e.fw)
+		req := e.request(t, d, e.station)
+		if _, err := e.svc.Provision(ctx, e.station, req); err != nil {
+			t.Fatal(err)
+		}
+		// The forgery passes every check of its own (a control: with a new
+		// UEID it is provisioned)...
+		fresh := forgeClone(t, e.request(t, e.chip(t, e.fw), e.station), catest.UEID(t))
+		if _, err := e.svc.Provision(ctx, e.station, fresh); err != nil {
+			t.Fatalf("forged chip with a new UEID: %v", err)
+		}
+		// ...and with the first chip's UEID it is a clone.
+		clone := forgeClone(t, e.request(t, e.chip(t, e.fw), e.station), req.UEID)
+		e.refused(t, e.station, clone, registry.ErrClone)
+		inc, err := e.reg.Incidents(ctx)
+		if err != nil || len(inc) != 1 || !bytes.Equal(inc[0].UEID, req.UEID) || inc[0].Station != "st-1" {
+			t.Fatalf("incidents %+v, %v", inc, err)
+		}
+	})
 }
 
 func TestProvisionQuota(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	if err := e.reg.SetQuota(ctx, registry.ScopeStation, "st-1", 1); err != nil {
-		t.Fatal(err)
-	}
-	d := e.chip(t, e.fw)
-	if _, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station)); err != nil {
-		t.Fatal(err)
-	}
-	e.refused(t, e.station, e.request(t, e.chip(t, e.fw), e.station), registry.ErrQuotaExceeded)
-	// A retry for the chip already counted still gets its certificate.
-	if _, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station)); err != nil {
-		t.Fatal(err)
-	}
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		if err := e.reg.SetQuota(ctx, registry.ScopeStation, "st-1", 1); err != nil {
+			t.Fatal(err)
+		}
+		d := e.chip(t, e.fw)
+		if _, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station)); err != nil {
+			t.Fatal(err)
+		}
+		e.refused(t, e.station, e.request(t, e.chip(t, e.fw), e.station), registry.ErrQuotaExceeded)
+		// A retry for the chip already counted still gets its certificate.
+		if _, err := e.svc.Provision(ctx, e.station, e.request(t, d, e.station)); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestNonceCacheBound(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	e.svc.nonces.max = 2
-	var ns [][]byte
-	for range 3 {
-		n, err := e.svc.Nonce(ctx, e.station)
-		if err != nil {
-			t.Fatal(err)
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		e.svc.nonces.max = 2
+		var ns [][]byte
+		for range 3 {
+			n, err := e.svc.Nonce(ctx, e.station)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns = append(ns, n)
 		}
-		ns = append(ns, n)
-	}
-	for _, n := range ns[:2] {
+		for _, n := range ns[:2] {
+			if err := e.svc.spendNonce("st-1", n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.svc.spendNonce("st-1", ns[2]); !errors.Is(err, ErrNonce) {
+			t.Fatalf("full cache: %v", err)
+		}
+		// Two windows later the spent nonces have expired and leave room.
+		e.now = e.now.Add(2 * DefaultNonceLifetime)
+		n, _ := e.svc.Nonce(ctx, e.station)
 		if err := e.svc.spendNonce("st-1", n); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := e.svc.spendNonce("st-1", ns[2]); !errors.Is(err, ErrNonce) {
-		t.Fatalf("full cache: %v", err)
-	}
-	// Two windows later the spent nonces have expired and leave room.
-	e.now = e.now.Add(2 * DefaultNonceLifetime)
-	n, _ := e.svc.Nonce(ctx, e.station)
-	if err := e.svc.spendNonce("st-1", n); err != nil {
-		t.Fatal(err)
-	}
-	if len(e.svc.nonces.used) != 1 {
-		t.Fatalf("cache holds %d nonces", len(e.svc.nonces.used))
-	}
+		if len(e.svc.nonces.used) != 1 {
+			t.Fatalf("cache holds %d nonces", len(e.svc.nonces.used))
+		}
+	})
 }
 
 // racingRegistry stands for another replica that records its own
@@ -579,69 +594,73 @@ func (r *racingRegistry) Reserve(ctx context.Context, req *registry.ReserveReque
 }
 
 func TestProvisionLostRace(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	e.svc.reg = &racingRegistry{Registry: e.reg, e: e}
-	d := e.chip(t, e.fw)
-	req := e.request(t, d, e.station)
-	e.lastCSR = req.CSR
-	res, err := e.svc.Provision(ctx, e.station, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := e.reg.Get(ctx, req.UEID)
-	if err != nil || !bytes.Equal(rec.Certificate, res.Chain[0]) {
-		t.Fatalf("delivered a certificate the registry does not hold (%v)", err)
-	}
-	if i, l := e.counts(t); i != 2 || l != 1 {
-		t.Fatalf("issued %d, logged %d; want 2 (one discarded) and 1", i, l)
-	}
-	leaf, _ := e.log.Leaf(ctx, 0)
-	if !bytes.Equal(leaf, res.Chain[0]) {
-		t.Fatal("the log holds another certificate")
-	}
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		e.svc.reg = &racingRegistry{Registry: e.reg, e: e}
+		d := e.chip(t, e.fw)
+		req := e.request(t, d, e.station)
+		e.lastCSR = req.CSR
+		res, err := e.svc.Provision(ctx, e.station, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := e.reg.Get(ctx, req.UEID)
+		if err != nil || !bytes.Equal(rec.Certificate, res.Chain[0]) {
+			t.Fatalf("delivered a certificate the registry does not hold (%v)", err)
+		}
+		if i, l := e.counts(t); i != 2 || l != 1 {
+			t.Fatalf("issued %d, logged %d; want 2 (one discarded) and 1", i, l)
+		}
+		leaf, _ := e.log.Leaf(ctx, 0)
+		if !bytes.Equal(leaf, res.Chain[0]) {
+			t.Fatal("the log holds another certificate")
+		}
+	})
 }
 
 func TestProvisionConcurrent(t *testing.T) {
-	ctx := context.Background()
-	e := newEnv(t)
-	const stations, chipsPer = 4, 3
-	type job struct {
-		st  Station
-		req *Request
-	}
-	var jobs []job
-	for s := range stations {
-		st := Station{Name: "st-" + string(rune('a'+s)), Products: []string{"sku-a"}}
-		for range chipsPer {
-			d := e.chip(t, e.fw)
-			// Each chip asks twice at once (a station retrying).
-			jobs = append(jobs, job{st, e.request(t, d, st)}, job{st, e.request(t, d, st)})
+	forEachBackend(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := newEnvOn(t, open)
+		const stations, chipsPer = 4, 3
+		type job struct {
+			st  Station
+			req *Request
 		}
-	}
-	results := make([]*Result, len(jobs))
-	errs := make([]error, len(jobs))
-	done := make(chan int)
-	for i, j := range jobs {
-		go func() {
-			results[i], errs[i] = e.svc.Provision(ctx, j.st, j.req)
-			done <- i
-		}()
-	}
-	for range jobs {
-		<-done
-	}
-	for i := 0; i < len(jobs); i += 2 {
-		if errs[i] != nil || errs[i+1] != nil {
-			t.Fatal(errs[i], errs[i+1])
+		var jobs []job
+		for s := range stations {
+			st := Station{Name: "st-" + string(rune('a'+s)), Products: []string{"sku-a"}}
+			for range chipsPer {
+				d := e.chip(t, e.fw)
+				// Each chip asks twice at once (a station retrying).
+				jobs = append(jobs, job{st, e.request(t, d, st)}, job{st, e.request(t, d, st)})
+			}
 		}
-		if !bytes.Equal(results[i].Chain[0], results[i+1].Chain[0]) {
-			t.Fatal("two certificates for one chip")
+		results := make([]*Result, len(jobs))
+		errs := make([]error, len(jobs))
+		done := make(chan int)
+		for i, j := range jobs {
+			go func() {
+				results[i], errs[i] = e.svc.Provision(ctx, j.st, j.req)
+				done <- i
+			}()
 		}
-	}
-	if i, l := e.counts(t); i != stations*chipsPer || l != stations*chipsPer {
-		t.Fatalf("issued %d, logged %d; want %d", i, l, stations*chipsPer)
-	}
+		for range jobs {
+			<-done
+		}
+		for i := 0; i < len(jobs); i += 2 {
+			if errs[i] != nil || errs[i+1] != nil {
+				t.Fatal(errs[i], errs[i+1])
+			}
+			if !bytes.Equal(results[i].Chain[0], results[i+1].Chain[0]) {
+				t.Fatal("two certificates for one chip")
+			}
+		}
+		if i, l := e.counts(t); i != stations*chipsPer || l != stations*chipsPer {
+			t.Fatalf("issued %d, logged %d; want %d", i, l, stations*chipsPer)
+		}
+	})
 }
 
 // BenchmarkProvision measures chips/s in process with the SQLite registry:
