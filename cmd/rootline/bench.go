@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,7 +27,6 @@ import (
 	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/pluton/boot"
 	"github.com/rootline/rootline/provision"
-	"github.com/rootline/rootline/provision/api"
 	"github.com/rootline/rootline/provision/registry"
 	"github.com/rootline/rootline/provision/station"
 	"github.com/rootline/rootline/provision/translog"
@@ -349,26 +347,11 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	if err != nil {
 		return nil, err
 	}
-	stationPool := x509.NewCertPool()
-	stationPool.AddCert(res.stations)
-	addrc := make(chan net.Addr, 1)
-	served := make(chan error, 1)
-	go func() {
-		served <- api.Serve(ctx, &api.ServerConfig{Listen: "127.0.0.1:0", Certificate: serverCert, StationCA: stationPool, Logger: log,
-			Ready: func(a net.Addr) { addrc <- a }}, api.NewHandler(svc, log))
-	}()
-	defer func() {
-		cancel()
-		<-served
-	}()
-	var addr net.Addr
-	select {
-	case addr = <-addrc:
-	case err := <-served:
-		return nil, fmt.Errorf("bench: the provisioning service stopped: %w", err)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	addr, stopServing, err := serveInProcess(ctx, svc, serverCert, res.stations, log)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
 	}
+	defer stopServing()
 	serverCA := x509.NewCertPool()
 	serverCA.AddCert(tlsCA)
 

@@ -226,26 +226,11 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	if err != nil {
 		return err
 	}
-	stationPool := x509.NewCertPool()
-	stationPool.AddCert(res.stations)
-	addrc := make(chan net.Addr, 1)
-	served := make(chan error, 1)
-	go func() {
-		served <- api.Serve(ctx, &api.ServerConfig{Listen: "127.0.0.1:0", Certificate: serverCert, StationCA: stationPool, Logger: log,
-			Ready: func(a net.Addr) { addrc <- a }}, api.NewHandler(svc, log))
-	}()
-	defer func() {
-		cancel()
-		<-served
-	}()
-	var addr net.Addr
-	select {
-	case addr = <-addrc:
-	case err := <-served:
-		return fmt.Errorf("demo: the provisioning service stopped: %w", err)
-	case <-ctx.Done():
-		return ctx.Err()
+	addr, stopServing, err := serveInProcess(ctx, svc, serverCert, res.stations, log)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
+	defer stopServing()
 	fmt.Fprintf(d.w, "   $ rootline serve provision --config %s\n", filepath.Join(dir, "provision.json"))
 	d.say("serving on https://%s (TLS 1.3, station client certificates required), in-process", addr)
 	d.say("(the CLI's config names a software log key, log.signingKey; here the log key is in the token)")
