@@ -174,6 +174,27 @@ func (k *logKeyFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&k.name, "name", "", "name of the log, with --hsm-key")
 }
 
+// openLog opens the log in dir with the tree-head signer of k; the
+// function it returns closes both.
+func (k *logKeyFlags) openLog(cmd *cobra.Command, g *globals, dir string) (*translog.Log, func(), error) {
+	signer, closeKey, err := k.open(cmd, g)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openLogStore(dir)
+	if err != nil {
+		closeKey()
+		return nil, nil, err
+	}
+	l, err := translog.New(st, signer)
+	if err != nil {
+		st.Close()
+		closeKey()
+		return nil, nil, err
+	}
+	return l, func() { st.Close(); closeKey() }, nil
+}
+
 // open returns the signer and a function that releases it. With an HSM
 // key, it prints the verifier key on stderr.
 func (k *logKeyFlags) open(cmd *cobra.Command, g *globals) (note.Signer, func(), error) {
@@ -223,20 +244,11 @@ func newLogHeadCommand(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			signer, closeKey, err := k.open(cmd, g)
+			l, closeLog, err := k.openLog(cmd, g, dir)
 			if err != nil {
 				return err
 			}
-			defer closeKey()
-			st, err := openLogStore(dir)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			l, err := translog.New(st, signer)
-			if err != nil {
-				return err
-			}
+			defer closeLog()
 			h, err := l.TreeHead(ctx)
 			if err != nil {
 				return err
@@ -523,20 +535,11 @@ runs.`,
 			if err != nil {
 				return err
 			}
-			signer, closeKey, err := k.open(cmd, g)
+			l, closeLog, err := k.openLog(cmd, g, dir)
 			if err != nil {
 				return err
 			}
-			defer closeKey()
-			st, err := openLogStore(dir)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			l, err := translog.New(st, signer)
-			if err != nil {
-				return err
-			}
+			defer closeLog()
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("--listen: %w", err)
