@@ -60,6 +60,14 @@ type benchProvisionOptions struct {
 	// StepCA, if set, is the step-ca binary: in the same run, step-ca
 	// issues as many equivalent IDevIDs with as many clients.
 	StepCA string
+	// Profile, if set, is a directory that receives Go profiles of the
+	// timed phase: cpu.pprof, block.pprof and mutex.pprof.
+	Profile string
+	// ChipsDir holds the emulated chips' state directories (default: Dir's
+	// "chips"): their flash, not the factory's disk.
+	ChipsDir string
+	// RootAlg is the factory root key's algorithm (default P-384).
+	RootAlg hsm.Algorithm
 }
 
 // benchProvisionResult is what runBenchProvision measured.
@@ -75,11 +83,12 @@ type benchProvisionResult struct {
 func newBenchProvisionCommand(g *globals) *cobra.Command {
 	opts := &benchProvisionOptions{}
 	var keep, withStepCA bool
+	var rootAlg string
 	stepCABin := findStepCA()
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Provision emulated chips through the factory over mutual TLS and report chips/s and latency",
-		Long: `Set up the factory of part 12 of the demo on 127.0.0.1 (a SoftHSM2 token,
+		Long: `Set up the factory of part 4 of the demo on 127.0.0.1 (a SoftHSM2 token,
 the CA ceremony with keys in it, one station certificate per station, the
 issuance log with tree heads signed in the token, a SQLite registry, the
 provisioning API over mutual TLS), fuse and boot --chips emulated chips with
@@ -118,6 +127,9 @@ Progress goes to stderr, results to stdout.`,
 			} else if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 				return err
 			}
+			if opts.RootAlg, err = hsm.ParseAlgorithm(rootAlg); err != nil {
+				return fmt.Errorf("bench: --root-alg: %w", err)
+			}
 			opts.Out, opts.Progress, opts.Logger = cmd.OutOrStdout(), cmd.ErrOrStderr(), log
 			if withStepCA {
 				if stepCABin == "" {
@@ -134,6 +146,9 @@ Progress goes to stderr, results to stdout.`,
 	f.IntVar(&opts.Stations, "stations", 2, "number of concurrent stations")
 	f.StringVar(&opts.Dir, "dir", "", "directory for the factory's state (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
+	f.StringVar(&rootAlg, "root-alg", "p384", "algorithm of the factory root key: p256, p384 or ed25519 (each chip verifies the root's signature on the intermediate)")
+	f.StringVar(&opts.ChipsDir, "chips-dir", "", "directory for the emulated chips' state, their flash (default: chips/ under --dir); a tmpfs keeps the chips' writes off the factory's disk")
+	f.StringVar(&opts.Profile, "profile", "", "write CPU, block and mutex profiles of the timed phase to this directory (go tool pprof reads them)")
 	f.BoolVar(&withStepCA, "stepca", stepCABin != "", "also measure step-ca issuing as many IDevIDs (default: on when step-ca is found)")
 	return cmd
 }
@@ -213,6 +228,9 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.RootAlg == 0 {
+		opts.RootAlg = hsm.P384
+	}
 	out, prog := opts.Out, opts.Progress
 	if out == nil {
 		out = io.Discard
@@ -227,7 +245,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// 1. The SoftHSM2 token, as in part 11 of the demo.
+	// 1. The SoftHSM2 token, as in part 3 of the demo.
 	module, err := hsm.FindSoftHSM()
 	if err != nil {
 		return nil, fmt.Errorf("bench: needs SoftHSM2 (make deps installs it): %w", err)
@@ -259,14 +277,14 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 		return "pkcs11:token=" + label + ";object=" + object + "?pin-source=file:" + pinFile
 	}
 
-	// 2. The service, as in part 12 of the demo.
+	// 2. The service, as in part 4 of the demo.
 	fmt.Fprintf(prog, "bench: setting up the factory in %s\n", dir)
 	caDir := filepath.Join(dir, "ca")
 	hwType := asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}
 	kr := newKeyring(log)
 	defer kr.Close()
 	res, err := caInit(ctx, kr, &initParams{out: caDir, org: "Rootline Bench", rootKey: uri("factory-root"), interKey: uri("factory-sku-a"),
-		stationKey: uri("factory-stations"), product: "sku-a", hwType: hwType, generate: true, rootAlg: hsm.P384, interAlg: hsm.P256})
+		stationKey: uri("factory-stations"), product: "sku-a", hwType: hwType, generate: true, rootAlg: opts.RootAlg, interAlg: hsm.P256})
 	if err != nil {
 		return nil, err
 	}
@@ -356,6 +374,10 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	serverCA.AddCert(tlsCA)
 
 	// 3. The chips, fused and booted before the clock starts.
+	chipsDir := opts.ChipsDir
+	if chipsDir == "" {
+		chipsDir = filepath.Join(dir, "chips")
+	}
 	result := &benchProvisionResult{Chips: opts.Chips, Stations: opts.Stations}
 	devs := make([]*device.Device, opts.Chips)
 	defer func() {
@@ -368,7 +390,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	start := time.Now()
 	p := newProgress(prog, "preparing chips   ", opts.Chips)
 	for i := range devs {
-		if devs[i], err = fw.bootChip(ctx, filepath.Join(dir, "chips", fmt.Sprintf("chip-%d", i+1)), log); err != nil {
+		if devs[i], err = fw.bootChip(ctx, filepath.Join(chipsDir, fmt.Sprintf("chip-%d", i+1)), log); err != nil {
 			p.done()
 			return nil, fmt.Errorf("bench: chip %d: %w", i+1, err)
 		}
@@ -389,6 +411,10 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	var next atomic.Int64
 	errs := make([]error, opts.Stations)
 	var wg sync.WaitGroup
+	stopProfile, err := startProfiles(opts.Profile)
+	if err != nil {
+		return nil, err
+	}
 	p = newProgress(prog, "provisioning chips", opts.Chips)
 	start = time.Now()
 	for s, client := range clients {
@@ -416,6 +442,9 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	wg.Wait()
 	result.Elapsed = time.Since(start)
 	p.done()
+	if err := stopProfile(); err != nil {
+		return nil, err
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -425,6 +454,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	sorted := result.Latencies
 	fmt.Fprintf(out, "chips      %d\n", result.Chips)
 	fmt.Fprintf(out, "stations   %d\n", result.Stations)
+	fmt.Fprintf(out, "root       %s (intermediate P-256, keys in SoftHSM2)\n", opts.RootAlg)
 	fmt.Fprintf(out, "prepare    %s (not timed)\n", result.Prepare.Round(time.Millisecond))
 	fmt.Fprintf(out, "elapsed    %s\n", result.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "chips/s    %.1f\n", float64(result.Chips)/result.Elapsed.Seconds())

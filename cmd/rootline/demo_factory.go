@@ -555,6 +555,12 @@ func (f *factoryFirmware) bootChip(ctx context.Context, dir string, log *slog.Lo
 		dev.Close()
 		return nil, err
 	}
+	// The boot's record is written now, as the chip would once booted,
+	// not later in the middle of its provisioning.
+	if err := dev.Flush(); err != nil {
+		dev.Close()
+		return nil, err
+	}
 	return dev, nil
 }
 

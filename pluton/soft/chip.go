@@ -480,6 +480,10 @@ func (c *Chip) Transition(ctx context.Context, to pluton.Lifecycle) error {
 				clear(s.Keys[i].Private)
 			}
 			s.Keys = nil
+			for i := range s.Secrets {
+				clear(s.Secrets[i].Value)
+			}
+			s.Secrets = nil
 		}
 		if to == pluton.Decommissioned {
 			clear(s.UDS)

@@ -388,7 +388,7 @@ func TestCorruptStateRefused(t *testing.T) {
 	good := fileBytes(t, path)
 
 	future := bytes.Clone(good)
-	future[9] = 2
+	future[9] = 3 // this build reads versions 1 and 2
 	flipped := bytes.Clone(good)
 	flipped[len(flipped)/2] ^= 1
 	for name, tc := range map[string]struct {

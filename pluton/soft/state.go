@@ -17,7 +17,9 @@ import (
 //
 //	offset  size  field
 //	0       8     magic "RLCHIP\x00\x01"
-//	8       2     format version, big endian (currently 1)
+//	8       2     format version, big endian: 1, or 2 for a state with
+//	              injected secrets or injection records (the lowest that
+//	              can hold the state, so older files are unchanged)
 //	10      4     payload length N, big endian (at most maxPayload)
 //	14      N     payload: deterministic CBOR (RFC 8949 §4.2.1) of chipState
 //	14+N    32    SHA-256 of bytes [0, 14+N)
@@ -27,7 +29,7 @@ import (
 // refused as a whole: it is never half-loaded.
 
 const (
-	stateVersion = 1
+	stateVersion = 2 // the newest version this build reads; see chipState.version
 	headerLen    = 14
 	digestLen    = sha256.Size
 	maxPayload   = 1 << 20
@@ -87,6 +89,20 @@ type chipState struct {
 	Counters     []counterFuse    `cbor:"9,keyasint,omitempty"`
 	ProductID    string           `cbor:"10,keyasint,omitempty"`
 	UDSDestroyed bool             `cbor:"11,keyasint,omitempty"`
+	// Format version 2 adds injected secrets and the record of injected
+	// blobs (inject.go). A state without them is still written as version
+	// 1, byte for byte as before.
+	Secrets  []secretSlot `cbor:"12,keyasint,omitempty"`
+	Injected []injection  `cbor:"13,keyasint,omitempty"`
+}
+
+// version is the format version s needs: 2 if it uses a field of version
+// 2, else 1.
+func (s *chipState) version() uint16 {
+	if len(s.Secrets) != 0 || len(s.Injected) != 0 {
+		return 2
+	}
+	return 1
 }
 
 type keySlot struct {
@@ -116,6 +132,22 @@ func (s *chipState) clone() *chipState {
 		c.Keys[i] = k
 	}
 	c.Counters = append([]counterFuse(nil), s.Counters...)
+	c.Secrets = make([]secretSlot, len(s.Secrets))
+	for i, k := range s.Secrets {
+		k.Value = bytes.Clone(k.Value)
+		c.Secrets[i] = k
+	}
+	c.Injected = make([]injection, len(s.Injected))
+	for i, r := range s.Injected {
+		r.Digest = bytes.Clone(r.Digest)
+		c.Injected[i] = r
+	}
+	if len(c.Secrets) == 0 {
+		c.Secrets = nil
+	}
+	if len(c.Injected) == 0 {
+		c.Injected = nil
+	}
 	return &c
 }
 
@@ -124,6 +156,9 @@ func (s *chipState) wipe() {
 	clear(s.UDS)
 	for i := range s.Keys {
 		clear(s.Keys[i].Private)
+	}
+	for i := range s.Secrets {
+		clear(s.Secrets[i].Value)
 	}
 }
 
@@ -147,7 +182,7 @@ func marshalState(s *chipState) ([]byte, error) {
 	}
 	out := make([]byte, 0, headerLen+len(payload)+digestLen)
 	out = append(out, stateMagic[:]...)
-	out = binary.BigEndian.AppendUint16(out, stateVersion)
+	out = binary.BigEndian.AppendUint16(out, s.version())
 	out = binary.BigEndian.AppendUint32(out, uint32(len(payload)))
 	out = append(out, payload...)
 	sum := sha256.Sum256(out)
@@ -166,8 +201,9 @@ func unmarshalState(b []byte) (*chipState, error) {
 	if !bytes.Equal(b[:8], stateMagic[:]) {
 		return nil, corrupt("not a rootline chip state (bad magic)")
 	}
-	if v := binary.BigEndian.Uint16(b[8:10]); v != stateVersion {
-		return nil, &StateError{Reason: fmt.Sprintf("format version %d, this build reads %d", v, stateVersion), Err: ErrStateVersion}
+	v := binary.BigEndian.Uint16(b[8:10])
+	if v < 1 || v > stateVersion {
+		return nil, &StateError{Reason: fmt.Sprintf("format version %d, this build reads 1 to %d", v, stateVersion), Err: ErrStateVersion}
 	}
 	n := binary.BigEndian.Uint32(b[10:14])
 	if n > maxPayload {
@@ -181,7 +217,17 @@ func unmarshalState(b []byte) (*chipState, error) {
 	if subtle.ConstantTimeCompare(sum[:], b[headerLen+int(n):]) != 1 {
 		return nil, corrupt("checksum mismatch")
 	}
-	return decodePayload(body[headerLen:])
+	s, err := decodePayload(body[headerLen:])
+	if err != nil {
+		return nil, err
+	}
+	// One state, one file: a version-2 header on a state that needs only
+	// version 1 (or the reverse) is refused.
+	if s.version() != v {
+		s.wipe()
+		return nil, corrupt("format version %d for a state of version %d", v, s.version())
+	}
+	return s, nil
 }
 
 // decodePayload decodes the CBOR payload strictly: no duplicate or unknown
@@ -235,7 +281,8 @@ func (s *chipState) validate() error {
 	switch {
 	case !fused:
 		if len(s.UDS) != 0 || len(s.UEID) != 0 || len(s.Keys) != 0 || len(s.Counters) != 0 ||
-			len(s.RootKeyHash) != 0 || s.DeviceIDAlg != 0 || len(s.DeviceIDPub) != 0 || s.UDSDestroyed {
+			len(s.RootKeyHash) != 0 || s.DeviceIDAlg != 0 || len(s.DeviceIDPub) != 0 || s.UDSDestroyed ||
+			len(s.Secrets) != 0 || len(s.Injected) != 0 {
 			return errors.New("blank chip with written fuses")
 		}
 		if s.ProductID != "" {
@@ -305,6 +352,57 @@ func (s *chipState) validate() error {
 			return fmt.Errorf("counter %q over its maximum", c.Name)
 		}
 		names[c.Name] = true
+	}
+	if s.UDSDestroyed && len(s.Secrets) != 0 {
+		return errors.New("secrets kept after the UDS was erased")
+	}
+	if len(s.Secrets) > maxSecrets {
+		return fmt.Errorf("%d secrets, at most %d", len(s.Secrets), maxSecrets)
+	}
+	type slotName struct {
+		cm   pluton.Compartment
+		name string
+	}
+	secrets := make(map[slotName]bool, len(s.Secrets))
+	for _, k := range s.Secrets {
+		n := slotName{k.Compartment, k.Name}
+		switch {
+		case !injectNameRE.MatchString(k.Name):
+			return fmt.Errorf("secret name %q invalid", k.Name)
+		case k.Compartment.Validate() != nil:
+			return fmt.Errorf("secret %q: bad compartment", k.Name)
+		case secrets[n]:
+			return fmt.Errorf("secret %q twice", k.Name)
+		case len(k.Value) < minSecret || len(k.Value) > maxSecret:
+			return fmt.Errorf("secret %q of %d bytes", k.Name, len(k.Value))
+		}
+		secrets[n] = true
+	}
+	if len(s.Injected) > maxInjected {
+		return fmt.Errorf("%d injection records, at most %d", len(s.Injected), maxInjected)
+	}
+	type recName struct {
+		kind BlobKind
+		slotName
+	}
+	recs := make(map[recName]bool, len(s.Injected))
+	for _, r := range s.Injected {
+		n := recName{r.Kind, slotName{r.Compartment, r.Name}}
+		switch {
+		case r.Kind != BlobKey && r.Kind != BlobSecret:
+			return fmt.Errorf("injection record of kind %d", r.Kind)
+		case !injectNameRE.MatchString(r.Name) || r.Compartment.Validate() != nil:
+			return fmt.Errorf("injection record %q invalid", r.Name)
+		case len(r.Digest) != sha256.Size:
+			return fmt.Errorf("injection record %q: digest of %d bytes", r.Name, len(r.Digest))
+		case recs[n]:
+			return fmt.Errorf("injection record %q twice", r.Name)
+		case r.Kind == BlobKey && (r.Handle <= pluton.DeviceIDHandle || uint32(r.Handle) >= s.NextHandle):
+			return fmt.Errorf("injection record %q: handle %d out of range", r.Name, r.Handle)
+		case r.Kind == BlobSecret && r.Handle != 0:
+			return fmt.Errorf("injection record %q: secret with a handle", r.Name)
+		}
+		recs[n] = true
 	}
 	return nil
 }

@@ -25,6 +25,17 @@ var (
 	ErrPCRSelection = errors.New("tpm: PCR selection not available")
 	// ErrState: the state file is malformed.
 	ErrState = errors.New("tpm: malformed state file")
+	// ErrCertify: a certification did not verify. Every *CertifyError
+	// wraps it.
+	ErrCertify = errors.New("tpm: certification does not verify")
+	// ErrSealedBlob: a sealed blob given to [TPM.Unseal] is malformed (not
+	// made by [TPM.Seal], truncated, another version). Nothing reached the
+	// TPM.
+	ErrSealedBlob = errors.New("tpm: malformed sealed blob")
+	// ErrPolicy: [TPM.Unseal] was refused because the PCRs do not hold the
+	// values the secret was sealed to (the TPM's TPM_RC_POLICY_FAIL). The
+	// error also is a *CommandError of TPM2_Unseal that keeps the code.
+	ErrPolicy = errors.New("tpm: PCRs do not satisfy the sealing policy")
 )
 
 // CommandError is a TPM command that failed. It keeps the TPM's response
@@ -84,6 +95,33 @@ func (e *QuoteError) Error() string {
 // Unwrap returns ErrQuote and the reason.
 func (e *QuoteError) Unwrap() []error { return []error{ErrQuote, e.Reason} }
 
+// Reasons a certification fails to verify; see [CertifyError].
+var (
+	ErrCertifyMalformed  = errors.New("malformed attestation structure or public area")
+	ErrCertifyNonce      = errors.New("nonce (extraData) does not match")
+	ErrCertifyName       = errors.New("the certified name is not the IDevID's")
+	ErrCertifyAttributes = errors.New("the IDevID is not a TPM-resident unrestricted signing key")
+	ErrCertifySignature  = errors.New("signature does not verify")
+)
+
+// CertifyError says why [VerifyCertify] rejected a certification. It
+// wraps [ErrCertify] and one of ErrCertifyMalformed, ErrCertifyNonce,
+// ErrCertifyName, ErrCertifyAttributes or ErrCertifySignature.
+type CertifyError struct {
+	Reason error
+	Detail string
+}
+
+func (e *CertifyError) Error() string {
+	if e.Detail == "" {
+		return fmt.Sprintf("tpm: certify: %v", e.Reason)
+	}
+	return fmt.Sprintf("tpm: certify: %v: %s", e.Reason, e.Detail)
+}
+
+// Unwrap returns ErrCertify and the reason.
+func (e *CertifyError) Unwrap() []error { return []error{ErrCertify, e.Reason} }
+
 // commandName names the commands this package sends (TPM 2.0 Part 2 §6.5.2).
 func commandName(cc tpm2.TPMCC) string {
 	switch cc {
@@ -111,6 +149,14 @@ func commandName(cc tpm2.TPMCC) string {
 		return "TPM2_NV_Increment"
 	case tpm2.TPMCCNVRead:
 		return "TPM2_NV_Read"
+	case tpm2.TPMCCCertify:
+		return "TPM2_Certify"
+	case tpm2.TPMCCUnseal:
+		return "TPM2_Unseal"
+	case tpm2.TPMCCPolicyPCR:
+		return "TPM2_PolicyPCR"
+	case tpm2.TPMCCStartAuthSession:
+		return "TPM2_StartAuthSession"
 	}
 	return fmt.Sprintf("command %#x", uint32(cc))
 }

@@ -50,20 +50,8 @@ func (t *TPM) createIAK() (tpm2.NamedHandle, *ecdsa.PublicKey, error) {
 	if err := t.unload(); err != nil {
 		return tpm2.NamedHandle{}, nil, err
 	}
-	rsp, err := tpm2.CreatePrimary{
-		PrimaryHandle: tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(nil)},
-		InPublic:      tpm2.New2B(iakTemplate()),
-	}.Execute(t.tpm)
-	if err != nil {
-		return tpm2.NamedHandle{}, nil, cmdErr(tpm2.TPMCCCreatePrimary, err)
-	}
-	h := tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
-	pub, err := publicKeyOf(tpm2.Marshal(rsp.OutPublic), pluton.ECDSAP256)
-	if err != nil {
-		t.flush(h.Handle)
-		return tpm2.NamedHandle{}, nil, fmt.Errorf("tpm: IAK: %w", err)
-	}
-	return h, pub, nil
+	h, pub, _, err := t.createEKPrimary("IAK", iakTemplate())
+	return h, pub, err
 }
 
 // iak returns the IAK's public key, creating (and flushing) it once per

@@ -123,9 +123,9 @@ func VerifyQuote(pub crypto.PublicKey, q *Quote, nonce []byte, bank crypto.Hash,
 	if q == nil {
 		return fail(ErrQuoteMalformed, "nil quote")
 	}
-	alg, err := pluton.AlgorithmOf(pub)
-	if err != nil || (alg != pluton.ECDSAP256 && alg != pluton.ECDSAP384) {
-		return fmt.Errorf("tpm: quote: %w: want an ECDSA P-256 or P-384 key", pluton.ErrInvalidKey)
+	key, alg, err := attestKey(pub, "quote")
+	if err != nil {
+		return err
 	}
 	if len(q.Attest) > maxAttest || len(q.Signature) > maxAttest {
 		return fail(ErrQuoteMalformed, "attestation or signature longer than %d bytes", maxAttest)
@@ -133,28 +133,11 @@ func VerifyQuote(pub crypto.PublicKey, q *Quote, nonce []byte, bank crypto.Hash,
 
 	// 1. The signature: a TPMT_SIGNATURE with the ECDSA scheme and the
 	// key's hash, over H(TPMS_ATTEST).
-	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](q.Signature)
-	if err != nil || !bytes.Equal(tpm2.Marshal(sig), q.Signature) {
-		return fail(ErrQuoteMalformed, "TPMT_SIGNATURE does not parse")
-	}
-	if sig.SigAlg != tpm2.TPMAlgECDSA {
-		return fail(ErrQuoteSignature, "signature algorithm %v, want ECDSA", sig.SigAlg)
-	}
-	e, err := sig.Signature.ECDSA()
-	if err != nil {
-		return fail(ErrQuoteMalformed, "ECDSA signature: %v", err)
-	}
-	if e.Hash != tpmHash(alg) {
-		return fail(ErrQuoteSignature, "signature hash %v, want %v", e.Hash, tpmHash(alg))
-	}
-	der, err := ecdsaDER(alg, &tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA,
-		Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA, e)})
-	if err != nil {
-		return fail(ErrQuoteSignature, "%v", err)
-	}
-	d := alg.Digest(q.Attest)
-	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), d, der) {
-		return fail(ErrQuoteSignature, "")
+	if malformed, detail := attestSignature(key, alg, q.Attest, q.Signature); detail != "ok" {
+		if malformed {
+			return fail(ErrQuoteMalformed, "%s", detail)
+		}
+		return fail(ErrQuoteSignature, "%s", detail)
 	}
 
 	// 2. The attestation structure, now authentic.

@@ -90,6 +90,7 @@ type TPM struct {
 	path    string
 	log     *slog.Logger
 	srk     tpm2.NamedHandle
+	srkPub  tpm2.TPMTPublic // salts the sessions of Seal and Unseal
 	mu      sync.Mutex // serializes TPM commands and state changes
 	closed  bool
 	st      *state
@@ -174,7 +175,12 @@ func (t *TPM) createSRK() error {
 	if err != nil {
 		return cmdErr(tpm2.TPMCCCreatePrimary, err)
 	}
-	t.srk = tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}
+	pub, err := rsp.OutPublic.Contents()
+	if err != nil {
+		t.flush(rsp.ObjectHandle)
+		return fmt.Errorf("tpm: SRK: %w", err)
+	}
+	t.srk, t.srkPub = tpm2.NamedHandle{Handle: rsp.ObjectHandle, Name: rsp.Name}, *pub
 	return nil
 }
 

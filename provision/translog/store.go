@@ -27,21 +27,30 @@ type Store interface {
 	ReadHashes(ctx context.Context, indexes []int64) ([]tlog.Hash, error)
 	// ReadLeaf returns the leaf at index (below Size).
 	ReadLeaf(ctx context.Context, index int64) ([]byte, error)
-	// Append adds leaf n, where n must equal Size, with the stored hashes
-	// tlog.StoredHashes returned for it, atomically: after a crash either
-	// both or neither are in the store.
-	Append(ctx context.Context, n int64, leaf []byte, hashes []tlog.Hash) error
+	// Append adds leaves n, n+1, …, where n must equal Size, with the
+	// stored hashes they add (those tlog.StoredHashes returns for each,
+	// in order). Each leaf is atomic with its hashes: after a crash a
+	// leaf is in the store with its hashes or not at all, and if leaf
+	// n+i is, so are the leaves before it. Append returns once all are
+	// durable; a Store commits a batch at the cost of one.
+	Append(ctx context.Context, n int64, leaves [][]byte, hashes []tlog.Hash) error
 }
 
-func checkAppend(size, n int64, leaf []byte, hashes []tlog.Hash) error {
+func checkAppend(size, n int64, leaves [][]byte, hashes []tlog.Hash) error {
 	if n != size {
 		return fmt.Errorf("%w: append at %d to a log of %d leaves", ErrRange, n, size)
 	}
-	if int64(len(hashes)) != tlog.StoredHashCount(n+1)-tlog.StoredHashCount(n) {
-		return fmt.Errorf("translog: %d stored hashes for leaf %d, want %d", len(hashes), n, tlog.StoredHashCount(n+1)-tlog.StoredHashCount(n))
+	if len(leaves) == 0 {
+		return fmt.Errorf("%w: no leaf to append", ErrRange)
 	}
-	if len(leaf) == 0 || len(leaf) > MaxLeafSize {
-		return ErrLeafSize
+	end := n + int64(len(leaves))
+	if int64(len(hashes)) != tlog.StoredHashCount(end)-tlog.StoredHashCount(n) {
+		return fmt.Errorf("translog: %d stored hashes for leaves %d to %d, want %d", len(hashes), n, end-1, tlog.StoredHashCount(end)-tlog.StoredHashCount(n))
+	}
+	for _, leaf := range leaves {
+		if len(leaf) == 0 || len(leaf) > MaxLeafSize {
+			return ErrLeafSize
+		}
 	}
 	return nil
 }
@@ -84,13 +93,15 @@ func (m *MemStore) ReadLeaf(_ context.Context, index int64) ([]byte, error) {
 	return append([]byte(nil), m.leaves[index]...), nil
 }
 
-func (m *MemStore) Append(_ context.Context, n int64, leaf []byte, hashes []tlog.Hash) error {
+func (m *MemStore) Append(_ context.Context, n int64, leaves [][]byte, hashes []tlog.Hash) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err := checkAppend(int64(len(m.leaves)), n, leaf, hashes); err != nil {
+	if err := checkAppend(int64(len(m.leaves)), n, leaves, hashes); err != nil {
 		return err
 	}
-	m.leaves = append(m.leaves, append([]byte(nil), leaf...))
+	for _, leaf := range leaves {
+		m.leaves = append(m.leaves, append([]byte(nil), leaf...))
+	}
 	m.hashes = append(m.hashes, hashes...)
 	return nil
 }
@@ -105,8 +116,8 @@ const (
 // FileStore at a time may open a directory: OpenFileStore takes an
 // exclusive advisory lock (flock, on Unix) and refuses with ErrInUse.
 //
-// Append writes the new stored hashes, fsyncs, then writes the leaf and
-// fsyncs: the leaf is the commit point. On open, a torn leaf at the end of
+// Append writes the new stored hashes, fsyncs, then writes the leaves and
+// fsyncs: each leaf is its own commit point. On open, a torn leaf at the end of
 // the leaves file is cut off, then stored hashes beyond those of the
 // complete leaves are cut off (an append that crashed before its commit);
 // fewer hashes than the leaves need, or a last leaf whose hash is not the
@@ -284,10 +295,10 @@ func (s *FileStore) readLeaf(index int64) ([]byte, error) {
 	return b[4:], nil
 }
 
-func (s *FileStore) Append(_ context.Context, n int64, leaf []byte, hashes []tlog.Hash) (err error) {
+func (s *FileStore) Append(_ context.Context, n int64, leaves [][]byte, hashes []tlog.Hash) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := checkAppend(int64(len(s.offsets)), n, leaf, hashes); err != nil {
+	if err := checkAppend(int64(len(s.offsets)), n, leaves, hashes); err != nil {
 		return err
 	}
 	hoff := tlog.StoredHashCount(n) * tlog.HashSize
@@ -303,15 +314,24 @@ func (s *FileStore) Append(_ context.Context, n int64, leaf []byte, hashes []tlo
 	if err := s.hashes.Sync(); err != nil {
 		return fmt.Errorf("translog: %w", err)
 	}
-	rec := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(leaf)), uint32(len(leaf)))
-	rec = append(rec, leaf...)
+	size := 0
+	for _, leaf := range leaves {
+		size += 4 + len(leaf)
+	}
+	rec := make([]byte, 0, size)
+	offsets := make([]int64, len(leaves))
+	for i, leaf := range leaves {
+		offsets[i] = s.end + int64(len(rec))
+		rec = binary.BigEndian.AppendUint32(rec, uint32(len(leaf)))
+		rec = append(rec, leaf...)
+	}
 	if _, err := s.leaves.WriteAt(rec, s.end); err != nil {
 		return fmt.Errorf("translog: %w", err)
 	}
 	if err := s.leaves.Sync(); err != nil {
 		return fmt.Errorf("translog: %w", err)
 	}
-	s.offsets = append(s.offsets, s.end)
+	s.offsets = append(s.offsets, offsets...)
 	s.end += int64(len(rec))
 	return nil
 }

@@ -80,7 +80,9 @@ var (
 // Log is a transparency log over a [Store], signing tree heads with a
 // note.Signer. It is safe for concurrent use; appends are serialised.
 type Log struct {
-	mu     sync.Mutex
+	mu     sync.Mutex // held while a batch of appends is committed
+	qmu    sync.Mutex // guards queue
+	queue  []*appendRequest
 	store  Store
 	signer note.Signer
 
@@ -106,26 +108,126 @@ func hashReader(ctx context.Context, s Store) tlog.HashReader {
 
 // Append adds leaf (a certificate's DER) at the end of the log and returns
 // its index. It is durable when Append returns (as durable as the Store).
+//
+// Concurrent appends are committed together (group commit): while one
+// batch is being written, the leaves that arrive wait and go to the store
+// as the next batch, at the cost of one write and one sync for all of them.
+// Each caller still learns its own index only once its leaf is durable.
 func (l *Log) Append(ctx context.Context, leaf []byte) (int64, error) {
 	if len(leaf) == 0 || len(leaf) > MaxLeafSize {
 		return 0, ErrLeafSize
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	req := &appendRequest{leaf: leaf, done: make(chan appendResult, 1)}
+	l.qmu.Lock()
+	l.queue = append(l.queue, req)
+	l.qmu.Unlock()
+	for {
+		// Whoever holds mu commits the queue; a request is answered
+		// before mu is released, so the holder finds its own request
+		// either answered or still queued.
+		l.mu.Lock()
+		select {
+		case r := <-req.done:
+			l.mu.Unlock()
+			return r.index, r.err
+		default:
+		}
+		l.qmu.Lock()
+		batch := l.queue
+		if len(batch) > maxAppendBatch {
+			batch = batch[:maxAppendBatch:maxAppendBatch]
+		}
+		l.queue = l.queue[len(batch):]
+		if len(l.queue) == 0 {
+			l.queue = nil
+		}
+		l.qmu.Unlock()
+		// The batch is other callers' too: one caller's cancellation must
+		// not fail theirs.
+		l.commit(context.WithoutCancel(ctx), batch)
+		l.mu.Unlock()
+		select {
+		case r := <-req.done:
+			return r.index, r.err
+		default: // the batch was full before this request: go again
+		}
+	}
+}
+
+// maxAppendBatch bounds the leaves one store append writes.
+const maxAppendBatch = 512
+
+type appendRequest struct {
+	leaf []byte
+	done chan appendResult // buffered: the committer never blocks on it
+}
+
+type appendResult struct {
+	index int64
+	err   error
+}
+
+// commit appends batch to the store in one Store.Append, with l.mu held,
+// and answers each request.
+func (l *Log) commit(ctx context.Context, batch []*appendRequest) {
+	answer := func(first int64, err error) {
+		for i, r := range batch {
+			r.done <- appendResult{index: first + int64(i), err: err}
+		}
+	}
 	n, err := l.store.Size(ctx)
 	if err != nil {
-		return 0, err
+		answer(0, err)
+		return
 	}
-	// tlog.StoredHashes returns the hashes the tree stores once record n
-	// is added: its leaf hash and every complete subtree it closes.
-	hashes, err := tlog.StoredHashes(n, leaf, hashReader(ctx, l.store))
-	if err != nil {
-		return 0, fmt.Errorf("translog: %w", err)
+	// tlog.StoredHashes returns the hashes the tree stores once record i
+	// is added: its leaf hash and every complete subtree it closes. It
+	// reads earlier hashes, which for leaves of this batch are not in the
+	// store yet: the overlay holds them.
+	first := tlog.StoredHashCount(n)
+	var added []tlog.Hash
+	read := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		var fromStore []int64
+		for _, x := range idx {
+			if x < first {
+				fromStore = append(fromStore, x)
+			}
+		}
+		var stored []tlog.Hash
+		if len(fromStore) > 0 {
+			var err error
+			if stored, err = l.store.ReadHashes(ctx, fromStore); err != nil {
+				return nil, err
+			}
+		}
+		for i, x := range idx {
+			switch {
+			case x < first:
+				out[i], stored = stored[0], stored[1:]
+			case x-first < int64(len(added)):
+				out[i] = added[x-first]
+			default:
+				return nil, fmt.Errorf("%w: stored hash %d", ErrRange, x)
+			}
+		}
+		return out, nil
+	})
+	leaves := make([][]byte, len(batch))
+	for i, r := range batch {
+		leaves[i] = r.leaf
+		h, err := tlog.StoredHashes(n+int64(i), r.leaf, read)
+		if err != nil {
+			answer(0, fmt.Errorf("translog: %w", err))
+			return
+		}
+		added = append(added, h...)
 	}
-	if err := l.store.Append(ctx, n, leaf, hashes); err != nil {
-		return 0, err
+	if err := l.store.Append(ctx, n, leaves, added); err != nil {
+		answer(0, err)
+		return
 	}
-	return n, nil
+	answer(n, nil)
 }
 
 // Size returns the number of leaves in the log.
