@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -66,13 +67,31 @@ func loadProductPolicies(cfg *serveConfig) (map[string]*provision.ProductPolicy,
 	return products, nil
 }
 
-// openRegistry opens the SQLite registry of cfg, which must exist: these
-// commands read a service's registry, they never create one.
-func openRegistry(cmd *cobra.Command, cfg *serveConfig) (*registry.SQLite, error) {
-	if _, err := os.Stat(cfg.Registry); err != nil {
-		return nil, fmt.Errorf("registry: %w", err)
+// isPostgresDSN reports whether a registry setting is a PostgreSQL URL
+// rather than a SQLite file.
+func isPostgresDSN(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// openServiceRegistry opens the registry a setting names: a PostgreSQL URL
+// (postgres://…, shared by replicas and sites) or a SQLite file, created if
+// missing.
+func openServiceRegistry(ctx context.Context, setting string) (registry.Registry, error) {
+	if isPostgresDSN(setting) {
+		return registry.OpenPostgres(ctx, &registry.PostgresConfig{DSN: setting})
 	}
-	return registry.OpenSQLite(cmd.Context(), &registry.SQLiteConfig{Path: cfg.Registry})
+	return registry.OpenSQLite(ctx, &registry.SQLiteConfig{Path: setting})
+}
+
+// openRegistry opens the registry of cfg, which must exist: these commands
+// read a service's registry, they never create one.
+func openRegistry(cmd *cobra.Command, cfg *serveConfig) (registry.Registry, error) {
+	if !isPostgresDSN(cfg.Registry) {
+		if _, err := os.Stat(cfg.Registry); err != nil {
+			return nil, fmt.Errorf("registry: %w", err)
+		}
+	}
+	return openServiceRegistry(cmd.Context(), cfg.Registry)
 }
 
 func newRegistryCommand(g *globals) *cobra.Command {

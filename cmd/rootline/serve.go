@@ -20,7 +20,6 @@ import (
 	"github.com/rootline/rootline/internal/atomicfile"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
-	"github.com/rootline/rootline/provision/registry"
 	"github.com/rootline/rootline/provision/translog"
 )
 
@@ -36,8 +35,11 @@ type serveConfig struct {
 		// (not the root).
 		StationCA string `json:"stationCA"`
 	} `json:"tls"`
-	Registry string `json:"registry"` // SQLite database file
-	CADir    string `json:"caDir"`    // directory of rootline ca init
+	// Registry is the SQLite database file, or a PostgreSQL URL
+	// (postgres://user@host/db?sslmode=verify-full) that several replicas
+	// or sites share.
+	Registry string `json:"registry"`
+	CADir    string `json:"caDir"` // directory of rootline ca init
 	Log      struct {
 		Dir string `json:"dir"` // directory of the issuance log
 		// Exactly one of SigningKey (a note private key file from rootline
@@ -87,8 +89,12 @@ func (c *serveConfig) Validate() error {
 
 // resolve makes c's relative paths relative to dir.
 func (c *serveConfig) resolve(dir string) {
-	for _, p := range []*string{&c.TLS.Certificate, &c.TLS.Key, &c.TLS.StationCA, &c.Registry, &c.CADir,
-		&c.Log.Dir, &c.Log.SigningKey, &c.NonceKey, &c.ReferenceValues} {
+	paths := []*string{&c.TLS.Certificate, &c.TLS.Key, &c.TLS.StationCA, &c.CADir,
+		&c.Log.Dir, &c.Log.SigningKey, &c.NonceKey, &c.ReferenceValues}
+	if !isPostgresDSN(c.Registry) {
+		paths = append(paths, &c.Registry)
+	}
+	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -212,7 +218,7 @@ func newServeCommand(g *globals) *cobra.Command {
 }
 
 func newServeProvisionCommand(g *globals) *cobra.Command {
-	var configPath, addrFile string
+	var configPath, addrFile, registryFlag string
 	cmd := &cobra.Command{
 		Use:   "provision --config FILE",
 		Short: "Serve the factory provisioning API to stations over mutual TLS",
@@ -236,6 +242,12 @@ factory test firmware's digests (hex) and minimum SVN:
 
   {"version": 1, "products": {"sku-a": {"bootloader": {"digests": ["..."], "minSVN": 1},
                                         "os": {...}, "app": {...}}}}
+
+"registry" is a SQLite file (created if missing; one service process) or a
+PostgreSQL URL, postgres://user@host/db?sslmode=verify-full, for several
+replicas or sites sharing one registry (--registry overrides it; a password
+belongs in PGPASSFILE or ~/.pgpass, not the URL). The issuance log has one
+writer: replicas sharing a registry each keep their own log directory.
 
 The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 		Args: cobra.NoArgs,
@@ -300,7 +312,10 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 			if err != nil {
 				return err
 			}
-			reg, err := registry.OpenSQLite(ctx, &registry.SQLiteConfig{Path: cfg.Registry})
+			if registryFlag != "" {
+				cfg.Registry = registryFlag
+			}
+			reg, err := openServiceRegistry(ctx, cfg.Registry)
 			if err != nil {
 				return err
 			}
@@ -340,5 +355,6 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (required)")
 	cmd.Flags().StringVar(&addrFile, "addr-file", "", "write the address listened on to this file (for port 0)")
+	cmd.Flags().StringVar(&registryFlag, "registry", "", "registry: a SQLite file or a postgres:// URL (overrides the configuration file's)")
 	return cmd
 }

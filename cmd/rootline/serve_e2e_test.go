@@ -22,9 +22,12 @@ import (
 	"time"
 
 	"github.com/rootline/rootline/device"
+	"github.com/rootline/rootline/internal/pgtest"
 	"github.com/rootline/rootline/internal/testdep"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/provision/export"
+	"github.com/rootline/rootline/provision/registry"
 )
 
 func writePEM(t *testing.T, path, typ string, der []byte) {
@@ -118,7 +121,17 @@ func bootedChip(t *testing.T, dir, product string) string {
 
 // TestServeProvisionCLI runs rootline serve provision with a CA in SoftHSM2
 // and rootline station provision against it.
+// The service runs from its configuration file with its registry in SQLite
+// (a file next to it) and in PostgreSQL (a URL): the same station flow, and
+// rootline registry export reads what it recorded.
 func TestServeProvisionCLI(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testServeProvisionCLI(t, func() string { return "registry.db" }) })
+	t.Run("postgres", func(t *testing.T) {
+		testServeProvisionCLI(t, func() string { return pgtest.CreateDatabase(t, pgtest.Start(t)) })
+	})
+}
+
+func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	testdep.LookPath(t, "softhsm2-util")
 	ctx := t.Context()
 	w := t.TempDir()
@@ -198,7 +211,7 @@ func TestServeProvisionCLI(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(w, "provision.json"), []byte(`{"version":1,"listen":"127.0.0.1:0",
 	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem"},
-	 "registry":"registry.db","caDir":"ca","log":{"dir":"log","hsmKey":"`+uri("log")+`","name":"log.rootline.test"},
+	 "registry":"`+registrySetting()+`","caDir":"ca","log":{"dir":"log","hsmKey":"`+uri("log")+`","name":"log.rootline.test"},
 	 "nonceKey":"nonce.key","referenceValues":"refs.json"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -264,5 +277,20 @@ func TestServeProvisionCLI(t *testing.T) {
 	defer d.Close()
 	if lc, err := d.Chip().Lifecycle(ctx); err != nil || lc != pluton.Provisioned {
 		t.Fatalf("chip lifecycle %v, %v", lc, err)
+	}
+	// The registry holds the chip: the export lists it, complete.
+	exportFile := filepath.Join(w, "devices.json")
+	exe("registry", "export", "--config", filepath.Join(w, "provision.json"), "--out", exportFile)
+	f, err := os.Open(exportFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ex, err := export.Read(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ex.Devices) != 1 || ex.Devices[0].State != registry.Complete {
+		t.Fatalf("export: %+v", ex.Devices)
 	}
 }

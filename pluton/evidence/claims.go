@@ -29,6 +29,16 @@ type claimsWire struct {
 	Counters  map[string]uint64           `cbor:"-65539,keyasint,omitempty"`
 	Registers map[int64]map[uint64][]byte `cbor:"-65540,keyasint,omitempty"`
 	EventLog  []byte                      `cbor:"-65541,keyasint,omitempty"`
+	TPMQuote  *tpmQuoteWire               `cbor:"-65544,keyasint,omitempty"`
+}
+
+// tpmQuoteWire is the rootline-tpm-quote claim: { 1 => attest, 2 =>
+// signature, 3 => bank, 4 => [ + pcr ] }.
+type tpmQuoteWire struct {
+	Attest    []byte   `cbor:"1,keyasint"`
+	Signature []byte   `cbor:"2,keyasint"`
+	Bank      *int64   `cbor:"3,keyasint"`
+	PCRs      []uint64 `cbor:"4,keyasint"`
 }
 
 // submodWire is the Claims-Set of one layer's submodule (RFC 9711,
@@ -144,7 +154,7 @@ var (
 // array and map sizes. Encoding is Core Deterministic Encoding (RFC 8949,
 // §4.2.1), and a claims set must be in it to be accepted.
 var (
-	claimsDecMode = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 8, MaxArrayElements: 16, MaxMapPairs: MaxCounters})
+	claimsDecMode = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 8, MaxArrayElements: measure.NumRegisters, MaxMapPairs: MaxCounters})
 	claimsEncMode = strictcbor.EncMode()
 )
 
@@ -201,6 +211,9 @@ func (c *Claims) validate() (*measure.Log, error) {
 			}
 		}
 	}
+	if err := c.validateTPMQuote(); err != nil {
+		return nil, err
+	}
 	if len(c.EventLog) == 0 {
 		return nil, nil
 	}
@@ -215,6 +228,40 @@ func (c *Claims) validate() (*measure.Log, error) {
 		return nil, refuse(ErrMalformed, err, "event log")
 	}
 	return l, nil
+}
+
+// validateTPMQuote checks the form of the TPM quote claim: sizes, bank,
+// PCR list, and that Registers hold what it quotes.
+func (c *Claims) validateTPMQuote() error {
+	q := c.TPMQuote
+	if q == nil {
+		return nil
+	}
+	if len(q.Attest) == 0 || len(q.Signature) == 0 {
+		return malformed("TPM quote without its attestation structure or signature")
+	}
+	if len(q.Attest) > MaxTPMQuoteSize || len(q.Signature) > MaxTPMQuoteSize {
+		return tooLarge("TPM quote attestation or signature longer than %d bytes", MaxTPMQuoteSize)
+	}
+	if _, ok := bankID(q.Bank); !ok {
+		return malformed("TPM quote of bank %v (want SHA-256 or SHA-384)", q.Bank)
+	}
+	if len(q.PCRs) == 0 {
+		return malformed("TPM quote of no PCR")
+	}
+	regs := c.Registers[q.Bank]
+	for j, i := range q.PCRs {
+		if i < 0 || i >= measure.NumRegisters {
+			return malformed("TPM quote of PCR %d (want 0 to %d)", i, measure.NumRegisters-1)
+		}
+		if j > 0 && i <= q.PCRs[j-1] {
+			return malformed("TPM quote PCRs not strictly increasing")
+		}
+		if _, ok := regs[i]; !ok {
+			return malformed("TPM quote of %v PCR %d, which the registers claim does not hold", q.Bank, i)
+		}
+	}
+	return nil
 }
 
 func validateLayers(layers []Measurement) error {
@@ -294,6 +341,14 @@ func encodeClaims(c *Claims) ([]byte, error) {
 			w.Registers[id] = bank
 		}
 	}
+	if q := c.TPMQuote; q != nil {
+		bank, _ := bankID(q.Bank)
+		pcrs := make([]uint64, len(q.PCRs))
+		for j, i := range q.PCRs {
+			pcrs[j] = uint64(i)
+		}
+		w.TPMQuote = &tpmQuoteWire{Attest: q.Attest, Signature: q.Signature, Bank: &bank, PCRs: pcrs}
+	}
 	b, err := claimsEncMode.Marshal(&w)
 	if err != nil {
 		return nil, fmt.Errorf("evidence: encoding claims: %w", err)
@@ -364,6 +419,23 @@ func decodeClaims(payload []byte) (*Claims, *measure.Log, error) {
 			}
 			c.Registers[h] = bank
 		}
+	}
+	if q := w.TPMQuote; q != nil {
+		if q.Attest == nil || q.Signature == nil || q.Bank == nil || q.PCRs == nil {
+			return nil, nil, malformed("TPM quote claim (-65544) without attest (1), signature (2), bank (3) or PCRs (4)")
+		}
+		h, ok := bankHash(*q.Bank)
+		if !ok {
+			return nil, nil, malformed("TPM quote bank %d (want %d, SHA-256, or %d, SHA-384)", *q.Bank, coseSHA256, coseSHA384)
+		}
+		pcrs := make([]int, len(q.PCRs))
+		for j, i := range q.PCRs {
+			if i >= measure.NumRegisters {
+				return nil, nil, malformed("TPM quote of PCR %d (want 0 to %d)", i, measure.NumRegisters-1)
+			}
+			pcrs[j] = int(i)
+		}
+		c.TPMQuote = &TPMQuote{Attest: q.Attest, Signature: q.Signature, Bank: h, PCRs: pcrs}
 	}
 	l, err := c.validate()
 	if err != nil {

@@ -82,6 +82,8 @@
 //	-65539  rootline-counters        { + tstr => uint }                     optional   private
 //	-65540  rootline-registers       { + bank => { + uint => bstr } }       optional   private
 //	-65541  rootline-event-log       bstr: a TCG crypto-agile event log     optional, needs registers  private
+//	-65544  rootline-tpm-quote       { 1 => attest, 2 => signature,         optional, needs registers  private
+//	                                   3 => bank, 4 => [ + uint ] }
 //
 // Each layer's submodule is a Claims-Set (RFC 9711, §4.2.18.1) named by the
 // layer ("bootloader", "os", "app", …):
@@ -130,6 +132,18 @@
 //     are 0 to 23 (pluton/measure); each value has the hash's size.
 //   - The event log is at most [MaxEventLogSize] bytes; the verifier parses
 //     it (measure.ParseLog) and replays it against the registers claim.
+//   - The TPM quote (a device on a TPM 2.0, pluton/tpm): attest (1) is the
+//     TPMS_ATTEST of a TPM2_Quote (TPM 2.0 Part 2 §10.12.12, Part 3
+//     §18.4) and signature (2) the TPMT_SIGNATURE over it, each a bstr of
+//     1 to [MaxTPMQuoteSize] bytes in TPM wire format; bank (3) is the
+//     quoted PCR bank as in the registers claim (-16 or -43); PCRs (4) are
+//     the quoted PCR indexes, 1 to 24 of them, strictly increasing, each a
+//     register of that bank in the registers claim. The quote's
+//     qualifyingData is the token's eat_nonce and its pcrDigest the hash of
+//     those registers' values in increasing order. All four are required.
+//     Verify checks only this form; the quote's signature, nonce and
+//     digest are checked with the attestation key, which the x5chain does
+//     not carry (pluton/tpm's VerifyEvidenceQuote).
 //   - Counters: at most [MaxCounters], names of 1 to 128 characters of
 //     [A-Za-z0-9:/._-].
 //   - No iat, exp or nbf (RFC 8392, §3.1): devices have no trusted clock;

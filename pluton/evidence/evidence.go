@@ -52,6 +52,10 @@ const (
 	// §4.2.1).
 	MinUEIDSize = 7
 	MaxUEIDSize = 33
+	// MaxTPMQuoteSize bounds each of the attestation structure and the
+	// signature of the TPM quote claim (a TPM2B_ATTEST holds at most
+	// sizeof(TPMS_ATTEST); a quote of one bank is about 150 bytes).
+	MaxTPMQuoteSize = 1024
 
 	maxTokenSizeWithoutLog = 64 << 10
 )
@@ -167,6 +171,31 @@ type Claims struct {
 	// MaxEventLogSize bytes, optional; Registers must be set with it.
 	// [Verify] replays it against Registers.
 	EventLog []byte
+	// TPMQuote is a TPM 2.0 quote of some of the Registers, optional;
+	// Registers must hold every register it quotes.
+	TPMQuote *TPMQuote
+}
+
+// TPMQuote is a TPM 2.0 quote (TPM2_Quote, TPM 2.0 Part 3 §18.4) that a
+// device whose measurement registers are a TPM's PCRs (pluton/tpm) sends
+// with its token: the TPM's attestation key signed the values of PCRs
+// of one bank, with the token's eat_nonce as qualifying data. [Verify]
+// checks only its form: checking the quote needs the attestation key,
+// which the x5chain does not carry; pluton/tpm's VerifyEvidenceQuote does
+// it, against the token's nonce and Registers.
+type TPMQuote struct {
+	// Attest is the TPMS_ATTEST the TPM signed, 1 to MaxTPMQuoteSize
+	// bytes, opaque here.
+	Attest []byte
+	// Signature is the TPMT_SIGNATURE over Attest, 1 to MaxTPMQuoteSize
+	// bytes, opaque here.
+	Signature []byte
+	// Bank is the quoted PCR bank: crypto.SHA256 or crypto.SHA384, a bank
+	// of Registers.
+	Bank crypto.Hash
+	// PCRs are the quoted PCR indexes, strictly increasing, each a
+	// register of Registers[Bank].
+	PCRs []int
 }
 
 // Token is a parsed token.

@@ -91,7 +91,7 @@ type TPM struct {
 	log     *slog.Logger
 	srk     tpm2.NamedHandle
 	srkPub  tpm2.TPMTPublic // salts the sessions of Seal and Unseal
-	mu      sync.Mutex // serializes TPM commands and state changes
+	mu      sync.Mutex      // serializes TPM commands and state changes
 	closed  bool
 	st      *state
 	loaded  pluton.KeyHandle // key currently loaded, or 0
