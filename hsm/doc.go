@@ -82,6 +82,73 @@
 // the message with CKM_EDDSA (pure Ed25519; Ed25519ph and Ed25519ctx are
 // refused).
 //
+// # Injected identity
+//
+// For products whose chips receive their identity instead of generating it
+// (DESIGN.md, "The factory flow"), [Module.InjectKey] generates a device
+// key in the token and wraps it so that only one chip can unwrap it, and
+// [Module.DeriveSecret] does the same for a per-device secret derived from
+// a product master ([Module.CreateSecretMaster]). The chip's side is
+// pluton/soft (TransportKey, InstallWrappedKey, InstallWrappedSecret),
+// which also defines the wire blob; the caller must first have checked
+// the chip's transport key statement against its DeviceID certificate.
+//
+// The device key is a token object with CKA_SENSITIVE true and
+// CKA_EXTRACTABLE true, so it leaves the token only wrapped (its CKA_VALUE
+// cannot be read), and CKA_SIGN false. Its public key stays on the token
+// too, so a retry can wrap the same key again ([Module.WrapKey]); destroy
+// both with [Module.DestroyKey] once the chip has confirmed.
+// CKA_WRAP_WITH_TRUSTED is set on request ([InjectKeyRequest]); it needs a
+// token that can mark a derived key CKA_TRUSTED, which SoftHSM2 cannot
+// (only its SO sets CKA_TRUSTED), so there the wrap fails with
+// [ErrWrapWithTrusted].
+//
+// The wrapping key is derived inside the token, on session objects that
+// are destroyed before the call returns:
+//
+//  1. an ephemeral EC key pair on the transport key's curve
+//     (CKM_EC_KEY_PAIR_GEN, CKA_TOKEN false, sensitive, not extractable);
+//  2. CKM_ECDH1_DERIVE with the chip's transport public key and kdf
+//     CKD_NULL: the shared secret Z (the x-coordinate) as a 32-byte AES
+//     key, KZ, its last 32 bytes (all of Z on P-256);
+//  3. CKM_AES_ECB_ENCRYPT_DATA under KZ of SHA-256(info), where info binds
+//     the format, the kind (key or secret), both curves, the chip's UEID,
+//     the name, and both public keys: the wrapping key
+//     KEK = AES-256(KZ, D[0:16]) || AES-256(KZ, D[16:32]), with D =
+//     SHA-256(info), a CKK_AES key with only CKA_WRAP;
+//  4. C_WrapKey with CKM_AES_KEY_WRAP_PAD (RFC 5649): the device key's
+//     PKCS#8 PrivateKeyInfo, or the secret's value.
+//
+// Why not a standard KDF: the SP 800-56C one-step KDF would be
+// CKM_ECDH1_DERIVE with kdf CKD_SHA256_KDF (ANSI X9.63), and a two-step KDF
+// would need an in-token extract and expand (CKM_SP800_108_COUNTER_KDF,
+// CKM_HKDF_DERIVE, CKM_SHA256_KEY_DERIVATION). SoftHSM2 2.6.1 refuses every
+// kdf but CKD_NULL (CKR_MECHANISM_PARAM_INVALID for CKD_SHA1_KDF,
+// CKD_SHA256_KDF, CKD_SHA384_KDF and CKD_SHA256_KDF_SP800) and offers none
+// of those derive mechanisms; its only derivations on a secret key are
+// the *_ENCRYPT_DATA ones. So step 3 uses AES-256 under Z as the PRF: Z is
+// a shared secret of about 256 bits of min-entropy (P-256) used directly
+// as an AES key, without the randomness-extraction step SP 800-56C asks
+// for, and AES (a PRP, on two distinct blocks) stands in for an approved
+// PRF. The binding of the UEID and the public keys holds all the same (a
+// blob for another chip, or altered, fails RFC 5649's integrity check on
+// the chip). On P-384, only 256 of Z's 384 bits are used. A token that
+// offers CKD_SHA256_KDF can take a second KDF id later; the blob carries
+// the id.
+//
+// A per-device secret is AES-256-ECB under the product master (an AES-256
+// token key with CKA_DERIVE only) of SHA-256("rootline/inject secret v1"
+// || 0x00 || len16(name) || name || len16(UEID) || UEID), derived with
+// CKM_AES_ECB_ENCRYPT_DATA into a sensitive session object, wrapped as
+// above, then destroyed: the secret exists in the clear only in the
+// token and the chip, and only the name and UEID need keeping to make it
+// again. (Not SP 800-108, which SoftHSM2 does not offer; AES under a
+// uniformly random master is a PRF on the 32-byte diversifier.)
+//
+// Each call first checks the mechanisms it needs (C_GetMechanismList, then
+// C_GetMechanismInfo for the CKF_ flag it uses); a token without one gets
+// a *[MissingMechanismError] naming it, before any object is made.
+//
 // # Sessions, recovery, concurrency
 //
 // A Module keeps a pool of sessions, one per concurrent signature, up to

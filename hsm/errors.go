@@ -52,6 +52,10 @@ var (
 	// ErrSelfTest: the pairwise-consistency test of a new key failed; the
 	// key was destroyed.
 	ErrSelfTest = errors.New("hsm: pairwise-consistency test failed")
+	// ErrWrapWithTrusted: the token refused to wrap a key marked
+	// CKA_WRAP_WITH_TRUSTED (InjectKeyRequest.WrapWithTrusted) with the
+	// derived, untrusted, wrapping key.
+	ErrWrapWithTrusted = errors.New("hsm: key may be wrapped only by a trusted key")
 	// ErrClosed: the Module was closed.
 	ErrClosed = errors.New("hsm: module closed")
 )

@@ -49,3 +49,31 @@ func Example() {
 	}
 	fmt.Println(uri, len(sig) > 0)
 }
+
+// Inject a device key into one chip: the service has checked the chip's
+// transport key statement (pluton/soft.VerifyTransportKey) against its
+// DeviceID certificate; the HSM generates the key and wraps it for that
+// chip; once the chip confirms, the HSM's copy is destroyed.
+func ExampleModule_InjectKey() {
+	ctx := context.Background()
+	m, err := hsm.Open(ctx, "pkcs11:token=factory?pin-source=file:/run/factory.pin", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	var transport, ueid []byte // from the chip's verified statement
+	w, err := m.InjectKey(ctx, &hsm.InjectKeyRequest{
+		Label:     "dev-0123",
+		Name:      "idevid",
+		Algorithm: hsm.P256,
+		Chip:      hsm.ChipTransport{Algorithm: hsm.P256, Public: transport, UEID: ueid},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Send w (as the chip's wire blob) to the chip; it installs the key and
+	// the CA certifies w.Public. When the chip has confirmed:
+	if err := m.DestroyKey(ctx, w.URI.String()); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -40,3 +40,7 @@ func (m *Module) BreakPairwiseTestForTest() { m.testBreakPCT = func() bool { ret
 func (m *Module) ReportExtractableForTest() {
 	m.testTamperKeyInfo = func(ki *KeyInfo) { ki.Extractable, ki.NeverExtractable = true, false }
 }
+
+// DropMechanismForTest makes the Module believe the token does not offer
+// mech (as if C_GetMechanismList had not listed it).
+func (m *Module) DropMechanismForTest(mech uint) { delete(m.mechs, mech) }

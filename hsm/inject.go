@@ -5,7 +5,6 @@ import (
 	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"regexp"
 )
@@ -154,7 +153,7 @@ type MissingMechanismError struct {
 	Mechanism uint   // CKM_ value
 	Name      string // "CKM_AES_KEY_WRAP_PAD"
 	Token     string
-	Reason    string // "not offered", "no CKF_DERIVE"
+	Reason    string // "is not offered (C_GetMechanismList)", "lacks CKF_DERIVE (C_GetMechanismInfo)"
 }
 
 func (e *MissingMechanismError) Error() string {
@@ -163,10 +162,6 @@ func (e *MissingMechanismError) Error() string {
 
 // Unwrap returns [ErrMechanismUnsupported].
 func (e *MissingMechanismError) Unwrap() error { return ErrMechanismUnsupported }
-
-// ErrWrapWithTrusted: the token refused to wrap a key marked
-// CKA_WRAP_WITH_TRUSTED with the derived (untrusted) wrapping key.
-var ErrWrapWithTrusted = errors.New("hsm: key may be wrapped only by a trusted key")
 
 // transportID and keyAlgID are the one-byte ids of the wire format
 // (pluton/soft: 1 = P-256, 2 = P-384 for both).
@@ -212,3 +207,5 @@ func secretDiversifier(name string, ueid []byte) [32]byte {
 	}
 	return sha256.Sum256(in)
 }
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }

@@ -57,3 +57,19 @@ func (m *Module) DestroyKey(ctx context.Context, uri string) error {
 func (m *Module) TokenURI() *URI { return &URI{} }
 
 func (m *Module) Close() error { return nil }
+
+func (m *Module) InjectKey(ctx context.Context, req *InjectKeyRequest) (*Wrapped, error) {
+	return nil, unsupported("InjectKey")
+}
+
+func (m *Module) WrapKey(ctx context.Context, req *WrapKeyRequest) (*Wrapped, error) {
+	return nil, unsupported("WrapKey")
+}
+
+func (m *Module) CreateSecretMaster(ctx context.Context, label string) (*URI, error) {
+	return nil, unsupported("CreateSecretMaster")
+}
+
+func (m *Module) DeriveSecret(ctx context.Context, req *DeriveSecretRequest) (*Wrapped, error) {
+	return nil, unsupported("DeriveSecret")
+}

@@ -34,7 +34,7 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	var seeds [][]byte
 	for _, alg := range pluton.Algorithms() {
 		p := newPKI(tb, alg, 5)
-		seeds = append(seeds, p.sign(tb, testClaims(tb)), p.sign(tb, minimalClaims()))
+		seeds = append(seeds, p.sign(tb, testClaims(tb)), p.sign(tb, minimalClaims()), p.sign(tb, quoteClaims(tb)))
 	}
 	p := newPKI(tb, pluton.Ed25519, 6)
 	tok := p.sign(tb, testClaims(tb))
@@ -93,6 +93,9 @@ func FuzzVerify(f *testing.F) {
 	m := minimalClaims()
 	m.Nonce = c.Nonce
 	f.Add(p.sign(f, m))
+	q := quoteClaims(f)
+	q.Nonce = c.Nonce
+	f.Add(p.sign(f, q))
 	for _, s := range fuzzSeeds(f) {
 		f.Add(s)
 	}

@@ -63,6 +63,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -165,7 +166,13 @@ const (
 type KDF uint8
 
 // KDFECDHAESECB is raw ECDH, then AES-256-ECB of SHA-256(info) under the
-// shared secret (see the package's injection notes).
+// last 32 bytes of the shared secret Z:
+//
+//	KEK = AES-256(Z[len-32:], D[0:16]) || AES-256(Z[len-32:], D[16:32]),  D = SHA-256(info)
+//
+// where info binds the format, the kind, both curves, the UEID, the name
+// and both public keys (the format is specified at the top of inject.go,
+// and in the hsm package documentation, which does the HSM's side).
 const KDFECDHAESECB KDF = 1
 
 const (
@@ -273,7 +280,7 @@ func (c *Chip) TransportKey(ctx context.Context, alg TransportAlgorithm, nonce [
 	if err != nil {
 		return nil, fmt.Errorf("soft: transport key: %w", err)
 	}
-	sig, err := signer.Sign(nil, idAlg.Digest(st), idAlg.SignerOpts())
+	sig, err := signer.Sign(rand.Reader, idAlg.Digest(st), idAlg.SignerOpts())
 	if err != nil {
 		return nil, fmt.Errorf("soft: transport key: signing: %w", err)
 	}
@@ -290,7 +297,9 @@ type VerifiedTransportKey struct {
 // VerifyTransportKey checks an untrusted transport statement and its
 // signature against deviceID, the DeviceID public key (from the chip's
 // DeviceID certificate), and that it carries nonce. Any failure is an
-// *[InjectError] wrapping [ErrStatement] or [ErrBlobMalformed].
+// *[InjectError] wrapping [ErrStatement] or [ErrBlobMalformed]. The caller
+// must still check that the returned UEID is the one the certificate (or
+// the registry) holds for that DeviceID, before wrapping anything for it.
 func VerifyTransportKey(statement, signature []byte, deviceID crypto.PublicKey, nonce []byte) (*VerifiedTransportKey, error) {
 	fail := func(err error, format string, a ...any) error {
 		return &InjectError{Op: "verify transport statement", Reason: fmt.Sprintf(format, a...), Err: err}

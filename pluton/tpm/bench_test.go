@@ -92,3 +92,81 @@ func BenchmarkTPMQuote(b *testing.B) {
 			return err
 		})
 }
+
+// BenchmarkTPMCertify compares IdentityKeys (TPM2_CreatePrimary of the IAK
+// and of the IDevID, TPM2_Certify, two TPM2_FlushContext) with the same
+// five commands sent bare through go-tpm. Most of the time is the TPM's
+// two primary-key derivations and the ECDSA signature.
+func BenchmarkTPMCertify(b *testing.B) {
+	tp := benchTPM(b)
+	ctx := b.Context()
+	nonce := make([]byte, 32)
+	raw := tp.tpm.(retryTPM).tpm
+	ek := tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(nil)}
+	benchratio.Compare(b,
+		func() error { _, err := tp.IdentityKeys(ctx, nonce); return err },
+		func() error {
+			iak, err := tpm2.CreatePrimary{PrimaryHandle: ek, InPublic: tpm2.New2B(iakTemplate())}.Execute(raw)
+			if err != nil {
+				return err
+			}
+			defer tpm2.FlushContext{FlushHandle: iak.ObjectHandle}.Execute(raw)
+			dev, err := tpm2.CreatePrimary{PrimaryHandle: ek, InPublic: tpm2.New2B(idevidTemplate())}.Execute(raw)
+			if err != nil {
+				return err
+			}
+			defer tpm2.FlushContext{FlushHandle: dev.ObjectHandle}.Execute(raw)
+			_, err = tpm2.Certify{
+				ObjectHandle:   tpm2.AuthHandle{Handle: dev.ObjectHandle, Name: dev.Name, Auth: tpm2.PasswordAuth(nil)},
+				SignHandle:     tpm2.AuthHandle{Handle: iak.ObjectHandle, Name: iak.Name, Auth: tpm2.PasswordAuth(nil)},
+				QualifyingData: tpm2.TPM2BData{Buffer: nonce},
+				InScheme: tpm2.TPMTSigScheme{
+					Scheme:  tpm2.TPMAlgECDSA,
+					Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: tpm2.TPMAlgSHA256}),
+				},
+			}.Execute(raw)
+			return err
+		})
+}
+
+// BenchmarkTPMUnseal compares Unseal (parse the blob, TPM2_Load, a policy
+// session salted to the SRK with response encryption, TPM2_PolicyPCR,
+// TPM2_Unseal, two TPM2_FlushContext) with the same commands sent bare
+// through go-tpm.
+func BenchmarkTPMUnseal(b *testing.B) {
+	tp := benchTPM(b)
+	ctx := b.Context()
+	blob, err := tp.Seal(ctx, []byte("benchmark secret"), &SealRequest{Bank: crypto.SHA256, PCRs: []int{0, 4, 7}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := parseSealed(blob)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := tp.tpm.(retryTPM).tpm
+	benchratio.Compare(b,
+		func() error { _, err := tp.Unseal(ctx, blob); return err },
+		func() error {
+			l, err := tpm2.Load{
+				ParentHandle: tpm2.AuthHandle{Handle: tp.srk.Handle, Name: tp.srk.Name, Auth: tpm2.PasswordAuth(nil)},
+				InPrivate:    s.private,
+				InPublic:     s.public,
+			}.Execute(raw)
+			if err != nil {
+				return err
+			}
+			defer tpm2.FlushContext{FlushHandle: l.ObjectHandle}.Execute(raw)
+			sess, closeSess, err := tpm2.PolicySession(raw, tpm2.TPMAlgSHA256, 16,
+				tpm2.AESEncryption(128, tpm2.EncryptOut), tpm2.Salted(tp.srk.Handle, tp.srkPub))
+			if err != nil {
+				return err
+			}
+			defer closeSess()
+			if _, err := (tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: s.sel}).Execute(raw); err != nil {
+				return err
+			}
+			_, err = tpm2.Unseal{ItemHandle: tpm2.AuthHandle{Handle: l.ObjectHandle, Name: l.Name, Auth: sess}}.Execute(raw)
+			return err
+		})
+}

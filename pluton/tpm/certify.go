@@ -195,34 +195,41 @@ func (s *idevidSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) 
 	return t.sign(h, pluton.ECDSAP256, digest)
 }
 
+// attestSigError is why attestSignature refused a signature: a malformed
+// TPMT_SIGNATURE, or one that does not verify; the caller turns it into
+// its own error type.
+type attestSigError struct {
+	malformed bool
+	detail    string
+}
+
 // attestSignature checks that pub signed attest: sig is a TPMT_SIGNATURE
 // of the ECDSA scheme with pub's hash (SHA-256 for P-256, SHA-384 for
-// P-384) over H(attest) (TPM 2.0 Part 3 §18.1). It returns the reason
-// (malformed or bad signature) and a detail for the caller's error type.
-func attestSignature(pub *ecdsa.PublicKey, alg pluton.Algorithm, attest, sigBytes []byte) (malformed bool, detail string) {
+// P-384) over H(attest) (TPM 2.0 Part 3 §18.1).
+func attestSignature(pub *ecdsa.PublicKey, alg pluton.Algorithm, attest, sigBytes []byte) *attestSigError {
 	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](sigBytes)
 	if err != nil || !bytes.Equal(tpm2.Marshal(sig), sigBytes) {
-		return true, "TPMT_SIGNATURE does not parse"
+		return &attestSigError{true, "TPMT_SIGNATURE does not parse"}
 	}
 	if sig.SigAlg != tpm2.TPMAlgECDSA {
-		return false, fmt.Sprintf("signature algorithm %v, want ECDSA", sig.SigAlg)
+		return &attestSigError{false, fmt.Sprintf("signature algorithm %v, want ECDSA", sig.SigAlg)}
 	}
 	e, err := sig.Signature.ECDSA()
 	if err != nil {
-		return true, fmt.Sprintf("ECDSA signature: %v", err)
+		return &attestSigError{true, fmt.Sprintf("ECDSA signature: %v", err)}
 	}
 	if e.Hash != tpmHash(alg) {
-		return false, fmt.Sprintf("signature hash %v, want %v", e.Hash, tpmHash(alg))
+		return &attestSigError{false, fmt.Sprintf("signature hash %v, want %v", e.Hash, tpmHash(alg))}
 	}
 	der, err := ecdsaDER(alg, &tpm2.TPMTSignature{SigAlg: tpm2.TPMAlgECDSA,
 		Signature: tpm2.NewTPMUSignature(tpm2.TPMAlgECDSA, e)})
 	if err != nil {
-		return false, err.Error()
+		return &attestSigError{false, err.Error()}
 	}
 	if !ecdsa.VerifyASN1(pub, alg.Digest(attest), der) {
-		return false, ""
+		return &attestSigError{false, ""}
 	}
-	return false, "ok"
+	return nil
 }
 
 // attestKey checks a verifier's attestation key.
@@ -308,11 +315,11 @@ func VerifyCertify(iak crypto.PublicKey, idevidPublic, attest, sig, nonce []byte
 	}
 
 	// 1. The signature.
-	if malformed, detail := attestSignature(pub, alg, attest, sig); detail != "ok" {
-		if malformed {
-			return fail(ErrCertifyMalformed, "%s", detail)
+	if e := attestSignature(pub, alg, attest, sig); e != nil {
+		if e.malformed {
+			return fail(ErrCertifyMalformed, "%s", e.detail)
 		}
-		return fail(ErrCertifySignature, "%s", detail)
+		return fail(ErrCertifySignature, "%s", e.detail)
 	}
 
 	// 2. The attestation structure, now authentic.

@@ -5,7 +5,10 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"os"
 	"os/exec"
@@ -157,7 +160,10 @@ func TestIdentityKeys(t *testing.T) {
 }
 
 // TestCertifyTPM2Print has tpm2_print (tpm2-tools) decode the TPMS_ATTEST
-// of a certification and the IDevID's TPMT_PUBLIC.
+// of a certification and the IDevID's TPMT_PUBLIC, and tpm2_checkquote
+// check the IAK's signature over it and its extraData: without PCR values
+// (-f) it checks only those, which any TPMS_ATTEST has, so it serves for a
+// certification too (tpm2-tools has no checker of TPM2_Certify).
 func TestCertifyTPM2Print(t *testing.T) {
 	bin := testdep.LookPath(t, "tpm2_print")
 	tp, _, _ := open(t)
@@ -203,4 +209,122 @@ func TestCertifyTPM2Print(t *testing.T) {
 	if strings.Contains(out, "restricted") || strings.Contains(out, "decrypt") {
 		t.Fatal("tpm2_print: the IDevID is restricted")
 	}
+
+	check := testdep.LookPath(t, "tpm2_checkquote")
+	spki, err := x509.MarshalPKIXPublicKey(ik.IAK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "iak.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sig.bin"), ik.Signature, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkquote := func(nonce []byte) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, check, "-u", "iak.pem", "-m", "attest.bin", "-s", "sig.bin", "-g", "sha256", "-q", hex.EncodeToString(nonce))
+		cmd.Dir = dir
+		return cmd.CombinedOutput()
+	}
+	if out, err := checkquote(nonce); err != nil {
+		t.Fatalf("tpm2_checkquote rejects the certification: %v\n%s", err, out)
+	}
+	if out, err := checkquote([]byte("another nonce")); err == nil {
+		t.Fatalf("tpm2_checkquote accepts another nonce:\n%s", out)
+	}
+}
+
+// certifyVector is a TPM2_Certify recorded from swtpm
+// (testdata/certify-swtpm.json), so that VerifyCertify is checked against
+// real TPM output without a TPM.
+type certifyVector struct {
+	Comment   string `json:"comment"`
+	IAK       []byte `json:"iak_spki"`
+	IDevID    []byte `json:"idevid_public"`
+	Nonce     []byte `json:"nonce"`
+	Attest    []byte `json:"attest"`
+	Signature []byte `json:"signature"`
+}
+
+const certifyVectorFile = "testdata/certify-swtpm.json"
+
+// TestRecordCertifyVector rewrites the vector when ROOTLINE_RECORD=1.
+func TestRecordCertifyVector(t *testing.T) {
+	if os.Getenv("ROOTLINE_RECORD") != "1" {
+		t.Skip("set ROOTLINE_RECORD=1 to record " + certifyVectorFile)
+	}
+	tp, _, _ := open(t)
+	nonce := []byte("rootline certify vector nonce 01")
+	ik, err := tp.IdentityKeys(t.Context(), nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spki, _ := x509.MarshalPKIXPublicKey(ik.IAK)
+	v := certifyVector{Comment: "TPM2_Certify from swtpm: the IDevID (TPMT_PUBLIC) certified by the IAK (ECDSA P-256, SHA-256), both primary keys of the endorsement hierarchy",
+		IAK: spki, IDevID: ik.IDevIDPublic, Nonce: nonce, Attest: ik.Attest, Signature: ik.Signature}
+	b, _ := json.MarshalIndent(v, "", "\t")
+	if err := os.WriteFile(certifyVectorFile, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func loadCertifyVector(t testing.TB) (*certifyVector, crypto.PublicKey) {
+	b, err := os.ReadFile(certifyVectorFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v certifyVector
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(v.IAK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &v, pub
+}
+
+func TestCertifyVector(t *testing.T) {
+	v, iak := loadCertifyVector(t)
+	key, err := tpm.VerifyCertify(iak, v.IDevID, v.Attest, v.Signature, v.Nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key.Curve.Params().Name != "P-256" {
+		t.Fatalf("IDevID curve %s", key.Curve.Params().Name)
+	}
+	// The certified Name, by TPM 2.0 Part 1 §16: 0x000b (SHA-256) ||
+	// SHA-256(TPMT_PUBLIC).
+	h := sha256.Sum256(v.IDevID)
+	want := append([]byte{0x00, 0x0b}, h[:]...)
+	att, err := tpm2.Unmarshal[tpm2.TPMSAttest](v.Attest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := att.Attested.Certify()
+	if err != nil || !bytes.Equal(ci.Name.Buffer, want) {
+		t.Fatalf("certified Name %x, want %x (%v)", ci.Name.Buffer, want, err)
+	}
+	if _, err := tpm.VerifyCertify(iak, v.IDevID, v.Attest, v.Signature, v.Nonce[1:]); !errors.Is(err, tpm.ErrCertifyNonce) {
+		t.Fatalf("other nonce: %v", err)
+	}
+}
+
+func FuzzVerifyCertify(f *testing.F) {
+	v, iak := loadCertifyVector(f)
+	f.Add(v.IDevID, v.Attest, v.Signature)
+	f.Add(v.IDevID[:len(v.IDevID)/2], v.Attest, v.Signature)
+	f.Add([]byte{}, []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, public, attest, sig []byte) {
+		key, err := tpm.VerifyCertify(iak, public, attest, sig, v.Nonce)
+		if err != nil {
+			if !errors.Is(err, tpm.ErrCertify) || key != nil {
+				t.Fatalf("untyped error or key with error: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(public, v.IDevID) {
+			t.Fatal("accepted another public area")
+		}
+	})
 }

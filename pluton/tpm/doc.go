@@ -52,20 +52,58 @@
 // [VerifyQuote] checks a quote (signature, TPM_GENERATED magic, nonce, PCR
 // selection and digest); tpm2_checkquote accepts the quotes (tested).
 //
+// # Identity
+//
+// A TPM's identity keys follow TCG "TPM 2.0 Keys for Device Identity and
+// Attestation": an IAK (restricted ECDSA P-256 signing key: it signs only
+// TPM-generated structures) and an IDevID (unrestricted ECDSA P-256
+// signing key, for TLS and IEEE 802.1AR), both fixedTPM, fixedParent and
+// sensitiveDataOrigin. Both are primary keys of the endorsement hierarchy:
+// nothing is persisted (no TPM2_EvictControl); TPM2_CreatePrimary
+// re-creates each from the endorsement seed and its template, identical
+// after every restart until the seed changes (TPM2_ChangeEPS). The IAK is
+// [TPM.Identity]'s DeviceID and key [pluton.DeviceIDHandle] of the
+// SecurityMonitor. For the factory, [TPM.IdentityKeys] returns both
+// public keys and a TPM2_Certify of the IDevID by the IAK over the
+// service's nonce; [VerifyCertify] checks it (signature, magic, type,
+// nonce, the IDevID's Name and Qualified Name, its attributes) and returns
+// the IDevID key to certify. [TPM.IDevIDSigner] signs with the IDevID.
+//
+// # Sealing
+//
+// [TPM.Seal] seals up to [MaxSealSize] bytes to the values of PCRs (those
+// they hold, or given ones) in a sealed data object under the SRK whose
+// authPolicy is a TPM2_PolicyPCR; [TPM.Unseal] reads it back in a policy
+// session, and fails with [ErrPolicy] and the TPM's TPM_RC_POLICY_FAIL
+// once a PCR moved. Both run salted sessions that encrypt the secret on
+// the wire. The blob is versioned (see Seal).
+//
+// # Evidence
+//
+// [TPM.QuoteClaims] adds a TPM quote to pluton/evidence claims: it quotes
+// the measurement PCRs with the eat_nonce as qualifying data and sets the
+// registers claim to the quoted values, the event log claim, and the
+// rootline-tpm-quote claim (-65544). evidence.Verify replays the event log
+// against the registers; [VerifyEvidenceQuote] then checks the quote
+// against the attestation key, the eat_nonce and the registers, which
+// binds the log to the TPM's PCRs. tpm2_checkquote accepts these quotes
+// with the PCR values (tested).
+//
 // # Not supported
 //
 // A TPM has no write-once fuses and no DICE lifecycle: FuseIdentity,
 // FuseRootKeyHash, RootKeyHash, Lifecycle and Transition fail with
-// [ErrNotSupported], which wraps errors.ErrUnsupported. Identity fails the
-// same way; see [TPM.Identity] for the plan (TCG IAK/IDevID). Ed25519 and
-// ML-DSA-65 fail with pluton.ErrUnsupportedAlgorithm.
+// [ErrNotSupported], which wraps errors.ErrUnsupported. Ed25519 and
+// ML-DSA-65 fail with pluton.ErrUnsupportedAlgorithm. Not done: reading
+// the manufacturer's IAK and IDevID certificates from the TPM's NV, and
+// the TCG IAK/IDevID authPolicy (see iakTemplate).
 //
 // # Errors
 //
 // A command the TPM refuses gives a [*CommandError] that keeps the response
 // code: errors.Is(err, tpm2.TPMRCValue) and errors.As(err, &rc) with a
 // tpm2.TPMRC or tpm2.TPMFmt1Error work through it. Quotes that do not
-// verify give a [*QuoteError].
+// verify give a [*QuoteError], certifications a [*CertifyError].
 //
 // The package tpmtest starts a fresh swtpm per test.
 package tpm

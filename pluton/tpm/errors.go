@@ -76,10 +76,12 @@ var (
 	ErrQuoteNonce     = errors.New("nonce (extraData) does not match")
 	ErrQuotePCRs      = errors.New("PCR selection or digest does not match")
 	ErrQuoteSignature = errors.New("signature does not verify")
+	ErrQuoteMissing   = errors.New("the token carries no TPM quote")
 )
 
 // QuoteError says why a quote was rejected. It wraps [ErrQuote] and one of
-// ErrQuoteMalformed, ErrQuoteNonce, ErrQuotePCRs or ErrQuoteSignature.
+// ErrQuoteMalformed, ErrQuoteNonce, ErrQuotePCRs, ErrQuoteSignature or
+// (from [VerifyEvidenceQuote]) ErrQuoteMissing.
 type QuoteError struct {
 	Reason error
 	Detail string

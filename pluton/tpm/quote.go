@@ -133,11 +133,11 @@ func VerifyQuote(pub crypto.PublicKey, q *Quote, nonce []byte, bank crypto.Hash,
 
 	// 1. The signature: a TPMT_SIGNATURE with the ECDSA scheme and the
 	// key's hash, over H(TPMS_ATTEST).
-	if malformed, detail := attestSignature(key, alg, q.Attest, q.Signature); detail != "ok" {
-		if malformed {
-			return fail(ErrQuoteMalformed, "%s", detail)
+	if e := attestSignature(key, alg, q.Attest, q.Signature); e != nil {
+		if e.malformed {
+			return fail(ErrQuoteMalformed, "%s", e.detail)
 		}
-		return fail(ErrQuoteSignature, "%s", detail)
+		return fail(ErrQuoteSignature, "%s", e.detail)
 	}
 
 	// 2. The attestation structure, now authentic.

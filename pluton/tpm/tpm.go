@@ -72,7 +72,9 @@ type Options struct {
 //     manager and holds three transient objects).
 //   - Counters: NV indexes of type counter (TPM2_NV_DefineSpace,
 //     TPM2_NV_Increment, TPM2_NV_Read).
-//   - PCRs: [TPM.ExtendPCR], [TPM.ReadPCRs], [TPM.Quote].
+//   - PCRs: [TPM.ExtendPCR], [TPM.ReadPCRs], [TPM.Quote],
+//     [TPM.QuoteClaims]; sealing to PCR values: [TPM.Seal], [TPM.Unseal].
+//   - Identity: the IAK and the IDevID, [TPM.IdentityKeys].
 //
 // What it does not: fuses (FuseIdentity, FuseRootKeyHash, RootKeyHash) and
 // the DICE lifecycle (Lifecycle, Transition) fail with [ErrNotSupported].
@@ -291,9 +293,10 @@ func (t *TPM) RootKeyHash(context.Context) ([]byte, error) {
 // the TCG template). It is also key [pluton.DeviceIDHandle] of the
 // SecurityMonitor compartment, with UsageAttest (not UsageSign as in
 // pluton/soft: a restricted key signs only quotes, [TPM.Quote]). The UEID
-// is derived from the IAK public key. Not done: the manufacturer's IAK
-// and IDevID certificates (read from the TPM's NV or the platform) and the
-// IDevID key for TLS/802.1AR.
+// is derived from the IAK public key. The IDevID and the IAK's
+// certification of it are [TPM.IdentityKeys]. Not done: the
+// manufacturer's IAK and IDevID certificates (read from the TPM's NV or
+// the platform).
 func (t *TPM) Identity(ctx context.Context) (*pluton.Identity, error) {
 	if err := t.lock(ctx); err != nil {
 		return nil, err
