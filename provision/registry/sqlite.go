@@ -48,6 +48,7 @@ type SQLite struct {
 	ops
 	wdb, rdb *sql.DB
 	wconn    *sql.Conn
+	wq       *stmtCache // the writer's prepared statements, on wconn
 	maxBatch int
 
 	reqs chan *writeReq
@@ -127,6 +128,7 @@ func OpenSQLite(ctx context.Context, cfg *SQLiteConfig) (*SQLite, error) {
 		return nil, fmt.Errorf("registry: opening %s: %w", cfg.Path, err)
 	}
 	s.rdb.SetMaxOpenConns(8)
+	s.wq = newStmtCache(s.wconn)
 	go s.writer()
 	return s, nil
 }
@@ -172,7 +174,7 @@ func (s *SQLite) runBatch(batch []*writeReq) {
 			r.done <- writeRes{err: err}
 		}
 	}
-	if _, err := s.wconn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	if _, err := s.wq.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		fail(fmt.Errorf("registry: begin: %w", err))
 		return
 	}
@@ -181,28 +183,28 @@ func (s *SQLite) runBatch(batch []*writeReq) {
 			res[i].err = err // given up on before it started: not run
 			continue
 		}
-		if _, err := s.wconn.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+		if _, err := s.wq.ExecContext(ctx, `SAVEPOINT w`); err != nil {
 			res[i].err = fmt.Errorf("registry: savepoint: %w", err)
 			continue
 		}
-		res[i].rec, res[i].refusal, res[i].err = r.op(ctx, s.wconn)
+		res[i].rec, res[i].refusal, res[i].err = r.op(ctx, s.wq)
 		if res[i].err != nil {
-			if _, err := s.wconn.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
+			if _, err := s.wq.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
 				// The transaction can no longer be trusted to hold
 				// only the other writes: abandon the whole batch.
-				s.wconn.ExecContext(ctx, `ROLLBACK`)
+				s.wq.ExecContext(ctx, `ROLLBACK`)
 				fail(fmt.Errorf("registry: rollback to savepoint: %w", err))
 				return
 			}
 		}
-		if _, err := s.wconn.ExecContext(ctx, `RELEASE w`); err != nil {
-			s.wconn.ExecContext(ctx, `ROLLBACK`)
+		if _, err := s.wq.ExecContext(ctx, `RELEASE w`); err != nil {
+			s.wq.ExecContext(ctx, `ROLLBACK`)
 			fail(fmt.Errorf("registry: release savepoint: %w", err))
 			return
 		}
 	}
-	if _, err := s.wconn.ExecContext(ctx, `COMMIT`); err != nil {
-		s.wconn.ExecContext(ctx, `ROLLBACK`)
+	if _, err := s.wq.ExecContext(ctx, `COMMIT`); err != nil {
+		s.wq.ExecContext(ctx, `ROLLBACK`)
 		fail(fmt.Errorf("registry: commit: %w", err))
 		return
 	}
@@ -302,6 +304,7 @@ func (s *SQLite) Close() error {
 	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
+	s.wq.Close() // the writer has returned: the cache is ours
 	return errors.Join(s.wconn.Close(), s.wdb.Close(), s.rdb.Close())
 }
 
