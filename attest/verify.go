@@ -21,8 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/rootline/rootline/ca"
 	"github.com/rootline/rootline/internal/nonce"
 	"github.com/rootline/rootline/pluton"
@@ -613,30 +611,61 @@ func evidenceRefusal(err error) *Error {
 // Sig_structure = ["Signature1", body_protected, external_aad = h”,
 // payload] with the leaf certificate's key, in the fixed-width form of RFC
 // 9053, §2.1. The same check as evidence.Verify's first step.
+//
+// b was parsed strictly by evidence.Parse already (tag 18, an array of
+// four, definite lengths, preferred heads, an empty unprotected map), so
+// the items are read in place, without copying.
 func verifySign1(b []byte, tok *evidence.Token) error {
-	var tag cbor.RawTag
-	if err := cbor.Unmarshal(b, &tag); err != nil || tag.Number != 18 {
-		return errors.New("attest: not a COSE_Sign1")
+	bad := errors.New("attest: not a COSE_Sign1")
+	if len(b) < 2 || b[0] != 0xd2 || b[1] != 0x84 { // tag 18, array(4)
+		return bad
 	}
-	var m struct {
-		_           struct{} `cbor:",toarray"`
-		Protected   []byte
-		Unprotected cbor.RawMessage
-		Payload     []byte
-		Signature   []byte
+	rest := b[2:]
+	protected, rest, ok := cborItem(rest, 2)
+	if !ok || len(rest) == 0 || rest[0] != 0xa0 { // unprotected: {}
+		return bad
 	}
-	if err := cbor.Unmarshal(tag.Content, &m); err != nil {
-		return errors.New("attest: not a COSE_Sign1")
+	payload, rest, ok := cborItem(rest[1:], 2)
+	if !ok {
+		return bad
 	}
-	msg := make([]byte, 0, 32+len(m.Protected)+len(m.Payload))
+	sig, rest, ok := cborItem(rest, 2)
+	if !ok || len(rest) != 0 {
+		return bad
+	}
+	msg := make([]byte, 0, 20+len(protected)+len(payload))
 	msg = append(msg, 0x84, 0x6a)
 	msg = append(msg, "Signature1"...)
-	msg = appendBstrHead(msg, len(m.Protected))
-	msg = append(msg, m.Protected...)
+	msg = appendBstrHead(msg, len(protected))
+	msg = append(msg, protected...)
 	msg = append(msg, 0x40)
-	msg = appendBstrHead(msg, len(m.Payload))
-	msg = append(msg, m.Payload...)
-	return pluton.VerifyP1363(tok.PublicKey, tok.Algorithm, msg, m.Signature)
+	msg = appendBstrHead(msg, len(payload))
+	msg = append(msg, payload...)
+	return pluton.VerifyP1363(tok.PublicKey, tok.Algorithm, msg, sig)
+}
+
+// cborItem reads a definite-length string of major type major at the
+// start of b (RFC 8949, §3): its content and what follows it.
+func cborItem(b []byte, major byte) (content, rest []byte, ok bool) {
+	if len(b) == 0 || b[0]>>5 != major {
+		return nil, nil, false
+	}
+	n, h := uint64(b[0]&0x1f), 1
+	switch {
+	case n < 24:
+	case n == 24 && len(b) >= 2:
+		n, h = uint64(b[1]), 2
+	case n == 25 && len(b) >= 3:
+		n, h = uint64(binary.BigEndian.Uint16(b[1:])), 3
+	case n == 26 && len(b) >= 5:
+		n, h = uint64(binary.BigEndian.Uint32(b[1:])), 5
+	default:
+		return nil, nil, false
+	}
+	if n > uint64(len(b)-h) {
+		return nil, nil, false
+	}
+	return b[h : h+int(n)], b[h+int(n):], true
 }
 
 // appendBstrHead appends the head of a CBOR byte string of n bytes
@@ -742,6 +771,28 @@ func (c *lru[V]) put(k [32]byte, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[k]; ok {
+		c.ll.MoveToFront(e)
+		return
+	}
+	c.m[k] = c.ll.PushFront(&lruItem[V]{key: k, val: v})
+	for c.ll.Len() > c.max {
+		e := c.ll.Back()
+		c.ll.Remove(e)
+		delete(c.m, e.Value.(*lruItem[V]).key)
+	}
+}
+
+// putIf is put where v replaces a cached value old only if replace(old, v).
+func (c *lru[V]) putIf(k [32]byte, v V, replace func(old, v V) bool) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok {
+		if it := e.Value.(*lruItem[V]); replace(it.val, v) {
+			it.val = v
+		}
 		c.ll.MoveToFront(e)
 		return
 	}

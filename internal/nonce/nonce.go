@@ -40,7 +40,7 @@ import (
 var (
 	// ErrInvalid: the nonce was not made by a Source with this key, label
 	// and binding (wrong size, wrong MAC).
-	ErrInvalid = errors.New("nonce: not issued by this verifier")
+	ErrInvalid = errors.New("nonce: not issued by this source")
 	// ErrExpired: the nonce's window is neither the current one nor the
 	// one before (or lies in the future).
 	ErrExpired = errors.New("nonce: expired")

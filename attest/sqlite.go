@@ -1,0 +1,415 @@
+package attest
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+)
+
+// SQLiteConfig configures OpenSQLite.
+type SQLiteConfig struct {
+	// Path of the database file, created if missing.
+	Path string
+	// MaxBatch bounds how many writes share one transaction; 0 means 256.
+	MaxBatch int
+	// StateCacheSize bounds the devices whose accepted state is kept in
+	// memory; 0 means DefaultStateCacheSize, negative disables the cache.
+	StateCacheSize int
+}
+
+// DefaultStateCacheSize is the default SQLiteConfig.StateCacheSize.
+const DefaultStateCacheSize = 1 << 16
+
+// Validate checks c.
+func (c *SQLiteConfig) Validate() error {
+	if c.Path == "" {
+		return fmt.Errorf("%w: SQLite path is empty", ErrConfig)
+	}
+	if c.MaxBatch < 0 {
+		return fmt.Errorf("%w: negative MaxBatch", ErrConfig)
+	}
+	return nil
+}
+
+// SQLite is the Store in one SQLite file (WAL mode).
+//
+// Writes go through one goroutine that gathers those waiting into one
+// transaction (group commit: one fsync for many verdicts); each runs in
+// its own SAVEPOINT, so a write refused with ErrRollback rolls back alone.
+// A write's result is returned only after COMMIT. Reads use a pool of
+// read-only connections alongside.
+//
+// The accepted state of recently seen devices is also kept in memory (a
+// bounded LRU, updated on COMMIT), since Verify reads it on every
+// attestation: the store must then be the only writer of its file. The
+// rollback check of Record always reads the database, in the transaction.
+type SQLite struct {
+	states   *lru[stateEntry]
+	wdb, rdb *sql.DB
+	wconn    *sql.Conn
+	maxBatch int
+	reqs     chan *sqliteWrite
+	quit     chan struct{}
+	done     chan struct{}
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+var _ Store = (*SQLite)(nil)
+
+// stateEntry is a cached accepted state and the verdict that set it.
+type stateEntry struct {
+	st      *DeviceState // nil: none
+	verdict int64
+}
+
+// newerState says whether v comes from a later verdict than old, so that
+// a read racing a commit cannot put back an older state.
+func newerState(old, v stateEntry) bool { return v.verdict > old.verdict }
+
+type sqliteWrite struct {
+	ctx  context.Context
+	v    *Verdict
+	done chan error
+}
+
+const sqliteSchema = `
+CREATE TABLE IF NOT EXISTS verdicts (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	ueid     BLOB    NOT NULL,
+	time     INTEGER NOT NULL, -- Unix nanoseconds
+	status   TEXT    NOT NULL,
+	reasons  TEXT    NOT NULL, -- JSON [{code, detail}]
+	product  TEXT    NOT NULL,
+	release  TEXT    NOT NULL,
+	accepted TEXT              -- JSON DeviceState, or NULL
+);
+CREATE INDEX IF NOT EXISTS verdicts_by_device ON verdicts (ueid, id DESC);
+CREATE TABLE IF NOT EXISTS device_state (
+	ueid    BLOB    PRIMARY KEY,
+	state   TEXT    NOT NULL, -- JSON DeviceState
+	verdict INTEGER NOT NULL REFERENCES verdicts (id)
+);
+PRAGMA user_version = 1;
+`
+
+func sqliteDSN(path string, readOnly bool) string {
+	v := url.Values{}
+	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", "journal_mode(WAL)")
+	v.Add("_pragma", "foreign_keys(1)")
+	v.Add("_pragma", "synchronous(FULL)")
+	if readOnly {
+		v.Add("_pragma", "query_only(1)")
+	}
+	return "file:" + path + "?" + v.Encode()
+}
+
+// OpenSQLite opens (creating if needed) the store in cfg.Path.
+func OpenSQLite(ctx context.Context, cfg *SQLiteConfig) (*SQLite, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &SQLite{maxBatch: cfg.MaxBatch, reqs: make(chan *sqliteWrite, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+	if s.maxBatch == 0 {
+		s.maxBatch = 256
+	}
+	size := cfg.StateCacheSize
+	if size == 0 {
+		size = DefaultStateCacheSize
+	}
+	s.states = newLRU[stateEntry](size)
+	var err error
+	fail := func(err error) (*SQLite, error) {
+		if s.wconn != nil {
+			s.wconn.Close()
+		}
+		if s.wdb != nil {
+			s.wdb.Close()
+		}
+		return nil, fmt.Errorf("attest: opening %s: %w", cfg.Path, err)
+	}
+	if s.wdb, err = sql.Open("sqlite", sqliteDSN(cfg.Path, false)); err != nil {
+		return fail(err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	if s.wconn, err = s.wdb.Conn(ctx); err != nil {
+		return fail(err)
+	}
+	var version int
+	if err := s.wconn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fail(err)
+	}
+	if version > 1 {
+		return fail(fmt.Errorf("schema version %d is newer than this program's (1)", version))
+	}
+	if _, err := s.wconn.ExecContext(ctx, sqliteSchema); err != nil {
+		return fail(err)
+	}
+	if s.rdb, err = sql.Open("sqlite", sqliteDSN(cfg.Path, true)); err != nil {
+		return fail(err)
+	}
+	s.rdb.SetMaxOpenConns(8)
+	go s.writer()
+	return s, nil
+}
+
+// Close stops the writer (after the writes already submitted) and closes
+// the database.
+func (s *SQLite) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.quit)
+	s.mu.Unlock()
+	<-s.done
+	return errors.Join(s.wconn.Close(), s.wdb.Close(), s.rdb.Close())
+}
+
+// Record implements Store.
+func (s *SQLite) Record(ctx context.Context, v *Verdict) error {
+	if err := checkVerdict(v); err != nil {
+		return err
+	}
+	w := &sqliteWrite{ctx: ctx, v: v, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- w:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	// The write is in the writer's hands: wait for COMMIT even if ctx
+	// ends, so the caller never misreports a stored verdict.
+	return <-w.done
+}
+
+func (s *SQLite) writer() {
+	defer close(s.done)
+	batch := make([]*sqliteWrite, 0, s.maxBatch)
+	for {
+		select {
+		case w := <-s.reqs:
+			batch = append(batch[:0], w)
+		case <-s.quit:
+			for {
+				select {
+				case w := <-s.reqs:
+					s.commit([]*sqliteWrite{w})
+				default:
+					return
+				}
+			}
+		}
+	gather:
+		for len(batch) < s.maxBatch {
+			select {
+			case w := <-s.reqs:
+				batch = append(batch, w)
+			default:
+				break gather
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *SQLite) commit(batch []*sqliteWrite) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	finish := func(err error) {
+		for i, w := range batch {
+			if err != nil {
+				errs[i] = err
+			}
+			w.done <- errs[i]
+		}
+	}
+	tx, err := s.wconn.BeginTx(ctx, nil)
+	if err != nil {
+		finish(fmt.Errorf("attest: store: %w", err))
+		return
+	}
+	ids := make([]int64, len(batch))
+	for i, w := range batch {
+		if err := w.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			tx.Rollback()
+			finish(fmt.Errorf("attest: store: %w", err))
+			return
+		}
+		ids[i], errs[i] = s.write(ctx, tx, w.v)
+		if errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				tx.Rollback()
+				finish(fmt.Errorf("attest: store: %w", err))
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+			tx.Rollback()
+			finish(fmt.Errorf("attest: store: %w", err))
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		finish(fmt.Errorf("attest: store: %w", err))
+		return
+	}
+	for i, w := range batch {
+		if errs[i] == nil {
+			w.v.ID = ids[i]
+			if w.v.Accepted != nil {
+				s.states.putIf(sha256.Sum256(w.v.UEID), stateEntry{w.v.Accepted.clone(), ids[i]}, newerState)
+			}
+		}
+	}
+	finish(nil)
+}
+
+func (s *SQLite) write(ctx context.Context, tx *sql.Tx, v *Verdict) (int64, error) {
+	reasons, err := json.Marshal(nonNil(v.Reasons))
+	if err != nil {
+		return 0, err
+	}
+	var accepted []byte
+	if v.Accepted != nil {
+		var old []byte
+		err := tx.QueryRowContext(ctx, "SELECT state FROM device_state WHERE ueid = ?", v.UEID).Scan(&old)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return 0, fmt.Errorf("attest: store: %w", err)
+		default:
+			var prev DeviceState
+			if err := json.Unmarshal(old, &prev); err != nil {
+				return 0, fmt.Errorf("attest: store: device state: %w", err)
+			}
+			if why := v.Accepted.Below(&prev); why != "" {
+				return 0, fmt.Errorf("%w: %s", ErrRollback, why)
+			}
+		}
+		if accepted, err = json.Marshal(v.Accepted); err != nil {
+			return 0, err
+		}
+	}
+	res, err := tx.ExecContext(ctx,
+		"INSERT INTO verdicts (ueid, time, status, reasons, product, release, accepted) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		v.UEID, v.Time.UnixNano(), string(v.Status), string(reasons), v.Product, v.Release, nullString(accepted))
+	if err != nil {
+		return 0, fmt.Errorf("attest: store: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("attest: store: %w", err)
+	}
+	if accepted != nil {
+		if _, err := tx.ExecContext(ctx,
+			"INSERT INTO device_state (ueid, state, verdict) VALUES (?, ?, ?) ON CONFLICT (ueid) DO UPDATE SET state = excluded.state, verdict = excluded.verdict",
+			v.UEID, string(accepted), id); err != nil {
+			return 0, fmt.Errorf("attest: store: %w", err)
+		}
+	}
+	return id, nil
+}
+
+func nonNil(r []Reason) []Reason {
+	if r == nil {
+		return []Reason{}
+	}
+	return r
+}
+
+func nullString(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// State implements Store.
+func (s *SQLite) State(ctx context.Context, ueid []byte) (*DeviceState, error) {
+	key := sha256.Sum256(ueid)
+	if e, ok := s.states.get(key); ok {
+		return e.st.clone(), nil
+	}
+	var b []byte
+	var verdict int64
+	err := s.rdb.QueryRowContext(ctx, "SELECT state, verdict FROM device_state WHERE ueid = ?", ueid).Scan(&b, &verdict)
+	if errors.Is(err, sql.ErrNoRows) {
+		s.states.putIf(key, stateEntry{}, newerState)
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("attest: store: %w", err)
+	}
+	var st DeviceState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("attest: store: device state: %w", err)
+	}
+	s.states.putIf(key, stateEntry{st.clone(), verdict}, newerState)
+	return &st, nil
+}
+
+// Verdicts implements Store.
+func (s *SQLite) Verdicts(ctx context.Context, ueid []byte, before int64, limit int) ([]*Verdict, error) {
+	if err := checkPage(limit); err != nil {
+		return nil, err
+	}
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.rdb.QueryContext(ctx,
+		"SELECT id, time, status, reasons, product, release, accepted FROM verdicts WHERE ueid = ? AND id < ? ORDER BY id DESC LIMIT ?",
+		ueid, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("attest: store: %w", err)
+	}
+	return scanVerdicts(rows, ueid)
+}
+
+// scanVerdicts reads the rows of a Verdicts query.
+func scanVerdicts(rows *sql.Rows, ueid []byte) ([]*Verdict, error) {
+	defer rows.Close()
+	var out []*Verdict
+	for rows.Next() {
+		v := &Verdict{UEID: append([]byte(nil), ueid...)}
+		var t int64
+		var status, reasons string
+		var accepted sql.NullString
+		if err := rows.Scan(&v.ID, &t, &status, &reasons, &v.Product, &v.Release, &accepted); err != nil {
+			return nil, fmt.Errorf("attest: store: %w", err)
+		}
+		v.Time, v.Status = time.Unix(0, t).UTC(), Status(status)
+		if err := json.Unmarshal([]byte(reasons), &v.Reasons); err != nil {
+			return nil, fmt.Errorf("attest: store: verdict %d: %w", v.ID, err)
+		}
+		if accepted.Valid {
+			v.Accepted = new(DeviceState)
+			if err := json.Unmarshal([]byte(accepted.String), v.Accepted); err != nil {
+				return nil, fmt.Errorf("attest: store: verdict %d: %w", v.ID, err)
+			}
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
