@@ -88,8 +88,8 @@ func ExampleHealthTestedSource_Cutoffs() {
 		fmt.Printf("H = %v: repetition count %d, adaptive proportion %d of 512\n", h, rct, apt)
 	}
 	// Output:
-	// H = 8: repetition count 4, adaptive proportion 13 of 512
-	// H = 1: repetition count 21, adaptive proportion 311 of 512
+	// H = 8: repetition count 6, adaptive proportion 19 of 512
+	// H = 1: repetition count 41, adaptive proportion 336 of 512
 }
 
 // The Live DRBG over health-tested operating-system entropy, as the

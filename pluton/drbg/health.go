@@ -14,7 +14,7 @@ const (
 	// alphaLog2 is -log2(α): the false-positive probability α = 2^-20 of
 	// each test, the upper end of the range 2^-40 ≤ α ≤ 2^-20 that
 	// SP 800-90B 4.3 recommends.
-	alphaLog2 = 20
+	alphaLog2 = 40
 	// aptWindow is W of the adaptive proportion test: 512 for a non-binary
 	// noise source (4.4.2).
 	aptWindow = 512
@@ -29,18 +29,22 @@ const (
 // on:
 //
 //   - the repetition count test (4.4.1), which fails on a run of
-//     C = 1 + ⌈20/H⌉ identical samples;
+//     C = 1 + ⌈40/H⌉ identical samples;
 //   - the adaptive proportion test (4.4.2), which counts, in consecutive
 //     windows of W = 512 samples, how often the first sample of the window
 //     recurs, and fails when the count reaches C = 1 + CRITBINOM(512, 2^-H,
-//     1-2^-20), the smallest C with P[X ≥ C] ≤ 2^-20 for X ~ B(512, 2^-H).
+//     1-2^-40), the smallest C with P[X ≥ C] ≤ 2^-40 for X ~ B(512, 2^-H).
 //
-// Both use α = 2^-20 and the claimed min-entropy H per sample. The cutoffs
+// Both use α = 2^-40 and the claimed min-entropy H per sample. The cutoffs
 // (repetition count, adaptive proportion) are, for example:
 //
 //	H     0.5   1    2    3    4   5   6   7   8
-//	RCT   41    21   11   8    6   5   5   4   4
-//	APT   410   311  177  103  62  39  25  18  13
+//	RCT   81    41   21   15   11  9   8   7   6
+//	APT   432   336  201  123  78  51  35  26  19
+//
+// (With α = 2^-20, the other end of SP 800-90B's range, the same formulas
+// give 41/410, 21/311, 11/177, 8/103, 6/62, 5/39, 5/25, 4/18 and 4/13; the
+// tests check both.)
 //
 // See [HealthTestedSource.Cutoffs].
 //
@@ -57,9 +61,9 @@ const (
 // is in the error state for good: every Read returns a [*HealthError] (which
 // wraps [pluton.ErrEntropy]) and no data.
 //
-// A false alarm is expected about once per 2^20 samples per test at worst
+// A false alarm is expected about once per 2^40 samples per test at worst
 // (fewer where the ceiling and CRITBINOM round up: with H = 8 the repetition
-// count test fires on about one sample in 2^24 of a perfect source). A
+// count test fires on about one sample in 2^40 of a perfect source). A
 // HealthTestedSource that feeds a [Live] DRBG reads only a few dozen samples
 // per reseed; a caller reading much more from it directly should claim H
 // conservatively.
@@ -98,7 +102,7 @@ func NewHealthTestedSource(src io.Reader, minEntropy float64) (*HealthTestedSour
 	if !(minEntropy > 0 && minEntropy <= 8) {
 		return nil, fmt.Errorf("drbg: claimed min-entropy %v bits per 8-bit sample, want 0 < H ≤ 8: %w", minEntropy, pluton.ErrInvalidArgument)
 	}
-	rct := rctCutoff(minEntropy)
+	rct := rctCutoff(minEntropy, alphaLog2)
 	if rct > math.MaxInt32 {
 		return nil, fmt.Errorf("drbg: claimed min-entropy %v bits per sample is too small to test: %w", minEntropy, pluton.ErrInvalidArgument)
 	}
@@ -106,15 +110,15 @@ func NewHealthTestedSource(src io.Reader, minEntropy float64) (*HealthTestedSour
 		src:       src,
 		h:         minEntropy,
 		rctCutoff: int(rct),
-		aptCutoff: aptCutoff(minEntropy),
+		aptCutoff: aptCutoff(minEntropy, alphaLog2),
 	}, nil
 }
 
 // rctCutoff is the repetition count test cutoff of SP 800-90B 4.4.1,
-// C = 1 + ⌈-log2(α)/H⌉. The tiny slack keeps values such as 20/(20/3) from
-// rounding up past an integer.
-func rctCutoff(h float64) float64 {
-	return 1 + math.Ceil(alphaLog2/h-1e-9)
+// C = 1 + ⌈-log2(α)/H⌉, for α = 2^-alphaLog2. The tiny slack keeps values
+// such as 20/(20/3) from rounding up past an integer.
+func rctCutoff(h float64, alphaLog2 int) float64 {
+	return 1 + math.Ceil(float64(alphaLog2)/h-1e-9)
 }
 
 // aptCutoff is the adaptive proportion test cutoff of SP 800-90B 4.4.2,
@@ -122,8 +126,8 @@ func rctCutoff(h float64) float64 {
 // with P[X ≤ k] ≥ 1-α for X ~ B(n, p), that is the smallest k with
 // P[X > k] ≤ α. The tail is summed from the top in float64 from log-space
 // probabilities; a test checks the results against exact rational
-// arithmetic.
-func aptCutoff(h float64) int {
+// arithmetic. α = 2^-alphaLog2.
+func aptCutoff(h float64, alphaLog2 int) int {
 	const n = aptWindow
 	alpha := math.Ldexp(1, -alphaLog2)
 	logP := -h * math.Ln2               // log p, p = 2^-H

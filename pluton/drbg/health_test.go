@@ -11,10 +11,10 @@ import (
 	"github.com/rootline/rootline/pluton"
 )
 
-// exactAPTCutoff is 1 + CRITBINOM(512, p, 1-2^-20) computed exactly in
+// exactAPTCutoff is 1 + CRITBINOM(512, p, 1-2^-alphaLog2) computed exactly in
 // integer arithmetic, with p = 2^-H the float64 the code uses: p = a/2^e,
-// and P[X > k] ≤ 2^-20 is Σ_{j>k} C(n,j)·a^j·(2^e-a)^(n-j) ≤ 2^(e·n-20).
-func exactAPTCutoff(h float64) int {
+// and P[X > k] ≤ 2^-alphaLog2 is Σ_{j>k} C(n,j)·a^j·(2^e-a)^(n-j) ≤ 2^(e·n-alphaLog2).
+func exactAPTCutoff(h float64, alphaLog2 int) int {
 	const n = aptWindow
 	frac, exp := math.Frexp(math.Pow(2, -h)) // p = frac·2^exp, 0.5 ≤ frac < 1
 	a := new(big.Int).SetUint64(uint64(math.Ldexp(frac, 53)))
@@ -27,7 +27,7 @@ func exactAPTCutoff(h float64) int {
 		powA[j] = new(big.Int).Mul(powA[j-1], a)
 		powB[j] = new(big.Int).Mul(powB[j-1], b)
 	}
-	limit := new(big.Int).Lsh(big.NewInt(1), e*n-alphaLog2)
+	limit := new(big.Int).Lsh(big.NewInt(1), e*n-uint(alphaLog2))
 	tail := new(big.Int) // 2^(e·n) · P[X > k]
 	k := n
 	for k > 0 {
@@ -45,13 +45,25 @@ func exactAPTCutoff(h float64) int {
 }
 
 func TestCutoffs(t *testing.T) {
-	// The table in the HealthTestedSource documentation.
+	// The tables in the HealthTestedSource documentation: α = 2^-20 ...
 	for _, tt := range []struct {
 		h        float64
 		rct, apt int
 	}{
 		{0.5, 41, 410}, {1, 21, 311}, {2, 11, 177}, {3, 8, 103}, {4, 6, 62},
 		{5, 5, 39}, {6, 5, 25}, {7, 4, 18}, {8, 4, 13},
+	} {
+		if rct, apt := int(rctCutoff(tt.h, 20)), aptCutoff(tt.h, 20); rct != tt.rct || apt != tt.apt {
+			t.Errorf("α = 2^-20, H = %v: cutoffs (%d, %d), want (%d, %d)", tt.h, rct, apt, tt.rct, tt.apt)
+		}
+	}
+	// ... and α = 2^-40, the source's.
+	for _, tt := range []struct {
+		h        float64
+		rct, apt int
+	}{
+		{0.5, 81, 432}, {1, 41, 336}, {2, 21, 201}, {3, 15, 123}, {4, 11, 78},
+		{5, 9, 51}, {6, 8, 35}, {7, 7, 26}, {8, 6, 19},
 	} {
 		s, err := NewHealthTestedSource(rand.Reader, tt.h)
 		if err != nil {
@@ -70,16 +82,18 @@ func TestCutoffs(t *testing.T) {
 		}
 	}
 	for _, h := range append(hs, 1, 2, 3, 4, 5, 6, 7, 8) {
-		if got, want := aptCutoff(h), exactAPTCutoff(h); got != want {
-			t.Errorf("H = %v: APT cutoff %d, exact %d", h, got, want)
+		for _, a := range []int{20, alphaLog2} {
+			if got, want := aptCutoff(h, a), exactAPTCutoff(h, a); got != want {
+				t.Errorf("α = 2^-%d, H = %v: APT cutoff %d, exact %d", a, h, got, want)
+			}
 		}
 	}
-	// RCT: 1 + ⌈20/H⌉ exactly at the boundaries.
+	// RCT: 1 + ⌈20/H⌉ exactly at the boundaries (α = 2^-20).
 	for _, tt := range []struct {
 		h    float64
 		want float64
 	}{{20.0 / 3, 4}, {2.5, 9}, {20.0 / 7, 8}, {0.1, 201}, {1.0 / 3, 61}} {
-		if got := rctCutoff(tt.h); got != tt.want {
+		if got := rctCutoff(tt.h, 20); got != tt.want {
 			t.Errorf("H = %v: RCT cutoff %v, want %v", tt.h, got, tt.want)
 		}
 	}
@@ -210,7 +224,7 @@ func TestHealthBiased(t *testing.T) {
 func TestHealthAPTCutoffExact(t *testing.T) {
 	for _, h := range []float64{4, 8} {
 		for _, fire := range []bool{false, true} {
-			_, c := (&HealthTestedSource{aptCutoff: aptCutoff(h)}).Cutoffs()
+			_, c := (&HealthTestedSource{aptCutoff: aptCutoff(h, alphaLog2)}).Cutoffs()
 			occurrences := c - 1
 			if fire {
 				occurrences = c
