@@ -44,7 +44,7 @@
 // [HealthTestedSource] wraps a noise source of byte samples with a claimed
 // min-entropy per sample and applies the continuous health tests of
 // SP 800-90B 4.4 (repetition count, 4.4.1; adaptive proportion, 4.4.2, with
-// a window of 512) at a false-positive rate α = 2^-20, after start-up tests
+// a window of 512) at a false-positive rate α = 2^-40, after start-up tests
 // over the first 1024 samples (4.3). A failure is permanent and reported as
 // a [*HealthError] wrapping [pluton.ErrEntropy].
 //
