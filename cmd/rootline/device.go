@@ -64,6 +64,7 @@ as silicon would: keep it private (it is created mode 0600).`,
 		newDeviceEventLogCommand(f),
 		newDeviceAttestCommand(f),
 		newDeviceConfirmCommand(f),
+		newDeviceServeFactoryCommand(f),
 	)
 	return cmd
 }

@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -30,6 +29,7 @@ import (
 	"github.com/rootline/rootline/pluton/boot/boottest"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
+	"github.com/rootline/rootline/provision/export"
 	"github.com/rootline/rootline/provision/registry"
 	"github.com/rootline/rootline/provision/station"
 	"github.com/rootline/rootline/provision/translog"
@@ -62,21 +62,36 @@ func (v *vendor) firmware(t testing.TB) *device.Images {
 }
 
 type env struct {
-	h     *catest.Hierarchy
-	local *ca.Local
-	reg   *registry.SQLite
-	log   *translog.Log
-	v     *vendor
-	fw    *device.Images
-	srv   *httptest.Server
-	url   string
-	srvCA *x509.CertPool
-	stA   tls.Certificate // station "st-a", products sku-a
-	stB   tls.Certificate // station "st-b", products sku-b
-	other tls.Certificate // a station certificate of another hierarchy
+	h      *catest.Hierarchy
+	local  *ca.Local
+	reg    *registry.SQLite
+	log    *translog.Log
+	v      *vendor
+	fw     *device.Images
+	svc    *provision.Service
+	prods  map[string]*provision.ProductPolicy
+	url    string
+	srvCA  *x509.CertPool
+	stCA   *x509.CertPool  // the stations' issuing CA
+	stA    tls.Certificate // station "st-a", products sku-a
+	stB    tls.Certificate // station "st-b", products sku-b
+	other  tls.Certificate // a station certificate of another hierarchy
+	verCA  *x509.CertPool  // the verifiers' CA (envOptions.verifier)
+	verif  tls.Certificate // a verifier's client certificate
+	server tls.Certificate
 }
 
-func newEnv(t *testing.T) *env {
+type envOptions struct {
+	// verifier serves the registry export to verifiers (VerifierCA, Export).
+	verifier bool
+	// httptest serves NewHandler with httptest and TLSConfig instead of
+	// Serve.
+	httptest bool
+}
+
+func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
+
+func newEnvWith(t *testing.T, opts envOptions) *env {
 	t.Helper()
 	ctx := t.Context()
 	e := &env{}
@@ -112,14 +127,14 @@ func newEnv(t *testing.T) *env {
 	for _, m := range ms {
 		refs[string(m.Layer)] = provision.LayerReference{Digests: [][]byte{m.Digest}, MinSVN: 1}
 	}
-	products := map[string]*provision.ProductPolicy{}
+	e.prods = map[string]*provision.ProductPolicy{}
 	for _, p := range e.h.Products {
-		products[p.Name] = &provision.ProductPolicy{
+		e.prods[p.Name] = &provision.ProductPolicy{
 			HWType: p.HWType, Chain: []*x509.Certificate{p.Certificate, e.h.Root}, ReferenceValues: refs,
 		}
 	}
-	svc, err := provision.New(&provision.Config{
-		Registry: e.reg, Issuer: e.local, Log: e.log, Products: products,
+	e.svc, err = provision.New(&provision.Config{
+		Registry: e.reg, Issuer: e.local, Log: e.log, Products: e.prods,
 		NonceKey: bytes.Repeat([]byte{7}, 32),
 	})
 	if err != nil {
@@ -135,17 +150,83 @@ func newEnv(t *testing.T) *env {
 	}
 	e.other = e.stationCert(t, ol, "st-a", "sku-a")
 
-	serverCert, srvCA := serverCertificate(t)
-	e.srvCA = srvCA
-	stationCA := x509.NewCertPool()
-	stationCA.AddCert(e.h.Stations.Certificate)
+	e.server, e.srvCA = serverCertificate(t)
+	e.stCA = x509.NewCertPool()
+	e.stCA.AddCert(e.h.Stations.Certificate)
 
-	e.srv = httptest.NewUnstartedServer(api.NewHandler(svc, nil))
-	e.srv.TLS = api.TLSConfig(serverCert, stationCA)
-	e.srv.StartTLS()
-	t.Cleanup(e.srv.Close)
-	e.url = e.srv.URL
+	if opts.httptest {
+		srv := httptest.NewUnstartedServer(api.NewHandler(e.svc, nil))
+		srv.EnableHTTP2 = true
+		srv.TLS = api.TLSConfig(e.server, e.stCA)
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		e.url = srv.URL
+		return e
+	}
+	cfg := &api.ServerConfig{Listen: "127.0.0.1:0", Certificate: e.server, StationCA: e.stCA}
+	if opts.verifier {
+		var vca *x509.Certificate
+		vca, e.verif = clientCA(t, "Test Verifier CA", "verifier-1", x509.ExtKeyUsageClientAuth)
+		e.verCA = x509.NewCertPool()
+		e.verCA.AddCert(vca)
+		cfg.VerifierCA = e.verCA
+		cfg.Export = export.Handler(e.reg, e.prods, nil)
+	}
+	e.url = "https://" + serve(t, cfg, api.NewHandler(e.svc, nil)).String()
 	return e
+}
+
+// serve runs api.Serve with cfg and h until the test ends, and returns its
+// address.
+func serve(t *testing.T, cfg *api.ServerConfig, h http.Handler) net.Addr {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	cfg.Ready = func(a net.Addr) { addr <- a }
+	go func() { done <- api.Serve(ctx, cfg, h) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case a := <-addr:
+		return a
+	case err := <-done:
+		done <- nil
+		t.Fatal(err)
+	}
+	return nil
+}
+
+// clientCA makes a self-signed CA and a client certificate named cn it
+// issues with the extended key usages eku.
+func clientCA(t *testing.T, caName, cn string, eku ...x509.ExtKeyUsage) (*x509.Certificate, tls.Certificate) {
+	t.Helper()
+	caKey := catest.Key(t)
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: caName},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	k := catest.Key(t)
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: eku,
+	}, caCert, k.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return caCert, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
 }
 
 // stationCert has l issue a station certificate.
@@ -216,18 +297,28 @@ func (e *env) client(t *testing.T, cert tls.Certificate) *station.Client {
 	return c
 }
 
-// rawClient is an HTTPS client with an optional client certificate and
-// extra headers.
+// rawClient is an HTTPS client, HTTP/2 or HTTP/1.1, with an optional
+// client certificate.
 func (e *env) rawClient(certs ...tls.Certificate) *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+	return &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: &tls.Config{
 		MinVersion: tls.VersionTLS13, RootCAs: e.srvCA, Certificates: certs,
 	}}}
+}
+
+// h2Transport is an HTTP/2-only transport with a client certificate.
+func (e *env) h2Transport(cert tls.Certificate) *http.Transport {
+	t := &http.Transport{TLSClientConfig: &tls.Config{
+		MinVersion: tls.VersionTLS13, RootCAs: e.srvCA, Certificates: []tls.Certificate{cert},
+	}}
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP2(true)
+	return t
 }
 
 func wantReason(t *testing.T, err error, status int, reason api.Reason) {
 	t.Helper()
 	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Status != status || ae.Reason != reason {
+	if !errors.As(err, &ae) || ae.Status != status || ae.Reason != reason || ae.Code != api.Code(reason) {
 		t.Fatalf("error %v, want %d %s", err, status, reason)
 	}
 }
@@ -305,6 +396,9 @@ func TestStationOfAnotherProduct(t *testing.T) {
 	d := e.chip(t)
 	_, err := station.ProvisionChip(ctx, c, d, "sku-a", "lot-1")
 	wantReason(t, err, http.StatusForbidden, api.ReasonStationNotAllowed)
+	if !errors.Is(err, provision.ErrStationNotAllowed) || !strings.Contains(err.Error(), "station_not_allowed") {
+		t.Fatalf("error %v: not provision.ErrStationNotAllowed, or without its reason", err)
+	}
 	if lc, _ := d.Chip().Lifecycle(ctx); lc != pluton.Manufacturing {
 		t.Fatalf("refused chip in lifecycle %v", lc)
 	}
@@ -352,101 +446,6 @@ func TestNotAStationCertificate(t *testing.T) {
 	wantReason(t, err, http.StatusForbidden, api.ReasonNotStation)
 }
 
-// TestHeaderClaimsChangeNothing: a station B sending headers and fields that
-// name station A and its products is still station B.
-func TestHeaderClaimsChangeNothing(t *testing.T) {
-	ctx := t.Context()
-	e := newEnv(t)
-	d := e.chip(t)
-	hc := e.rawClient(e.stB)
-	post := func(path, body string) (*http.Response, []byte) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		for _, h := range []string{"X-Station", "X-Station-Name", "X-Forwarded-Client-Cert", "X-SSL-Client-S-DN", "X-Client-Cert"} {
-			req.Header.Set(h, "st-a")
-		}
-		req.Header.Set("X-Station-Products", "sku-a")
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
-	}
-	resp, b := post(api.PathNonce, "{}")
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("nonce: %s %s", resp.Status, b)
-	}
-	var nr api.NonceResponse
-	if err := api.DecodeBytes(b, &nr); err != nil {
-		t.Fatal(err)
-	}
-	fr, err := d.FactoryRequest(ctx, nr.Nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := fmt.Sprintf(`{"ueid":%q,"csr":%q,"evidence":%q,"product":"sku-a","lot":"lot-1"}`, b64(fr.UEID), b64(fr.CSR), b64(fr.Evidence))
-	resp, b = post(api.PathProvision, body)
-	if resp.StatusCode != http.StatusForbidden || !bytes.Contains(b, []byte(api.ReasonStationNotAllowed)) {
-		t.Fatalf("provision as station B claiming A: %s %s", resp.Status, b)
-	}
-	// A field naming the station is an unknown field: refused.
-	resp, b = post(api.PathNonce, `{"station":"st-a"}`)
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("nonce with a station field: %s %s", resp.Status, b)
-	}
-}
-
-func TestBadBodies(t *testing.T) {
-	ctx := t.Context()
-	e := newEnv(t)
-	hc := e.rawClient(e.stA)
-	big := `{"ueid":"` + strings.Repeat("A", api.MaxProvisionBody) + `"}`
-	for _, tc := range []struct {
-		name, method, path, ctype, body string
-		status                          int
-		reason                          api.Reason
-	}{
-		{"not json", "POST", api.PathProvision, "application/json", "{", 400, api.ReasonBadRequest},
-		{"array", "POST", api.PathProvision, "application/json", "[]", 400, api.ReasonBadRequest},
-		{"trailing", "POST", api.PathProvision, "application/json", "{}{}", 400, api.ReasonBadRequest},
-		{"unknown field", "POST", api.PathProvision, "application/json", `{"x":1}`, 400, api.ReasonBadRequest},
-		{"bad base64", "POST", api.PathProvision, "application/json", `{"ueid":"!!"}`, 400, api.ReasonBadRequest},
-		{"empty request", "POST", api.PathProvision, "application/json", `{}`, 400, api.ReasonBadRequest},
-		{"bad evidence", "POST", api.PathProvision, "application/json", `{"ueid":"AQID","csr":"AQID","evidence":"AQID","product":"sku-a","lot":"l"}`, 422, api.ReasonEvidence},
-		{"oversized", "POST", api.PathProvision, "application/json", big, 413, api.ReasonTooLarge},
-		{"oversized nonce", "POST", api.PathNonce, "application/json", `{"a":"` + strings.Repeat("a", api.MaxSmallBody) + `"}`, 413, api.ReasonTooLarge},
-		{"content type", "POST", api.PathNonce, "text/plain", "{}", 415, api.ReasonUnsupportedMedia},
-		{"method", "GET", api.PathNonce, "", "", 405, api.ReasonMethodNotAllowed},
-		{"confirm unknown chip", "POST", api.PathConfirm, "application/json", `{"ueid":"AQIDBA=="}`, 404, api.ReasonNotFound},
-		{"confirm no ueid", "POST", api.PathConfirm, "application/json", `{}`, 400, api.ReasonBadRequest},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequestWithContext(ctx, tc.method, e.url+tc.path, strings.NewReader(tc.body))
-			if tc.ctype != "" {
-				req.Header.Set("Content-Type", tc.ctype)
-			}
-			resp, err := hc.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			var eb api.ErrorBody
-			if err := api.DecodeBytes(b, &eb); err != nil {
-				t.Fatalf("error body %q: %v", b, err)
-			}
-			if resp.StatusCode != tc.status || eb.Error.Reason != tc.reason {
-				t.Fatalf("%s %s, want %d %s", resp.Status, b, tc.status, tc.reason)
-			}
-		})
-	}
-	if n, _ := e.log.Size(ctx); n != 0 {
-		t.Fatal("bad bodies logged something")
-	}
-}
-
 func TestHealthAndMetrics(t *testing.T) {
 	ctx := t.Context()
 	e := newEnv(t)
@@ -486,46 +485,6 @@ func TestHealthAndMetrics(t *testing.T) {
 		if !strings.Contains(b, want) {
 			t.Errorf("metrics lack %q:\n%s", want, b)
 		}
-	}
-}
-
-func TestServe(t *testing.T) {
-	e := newEnv(t)
-	serverCert, srvCA := serverCertificate(t)
-	stationCA := x509.NewCertPool()
-	stationCA.AddCert(e.h.Stations.Certificate)
-	ctx, cancel := context.WithCancel(t.Context())
-	addr := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- api.Serve(ctx, &api.ServerConfig{
-			Listen: "127.0.0.1:0", Certificate: serverCert, StationCA: stationCA,
-			Ready: func(a net.Addr) { addr <- a },
-		}, http.NotFoundHandler())
-	}()
-	var a net.Addr
-	select {
-	case a = <-addr:
-	case err := <-done:
-		t.Fatal(err)
-	}
-	// TLS 1.2 is refused.
-	conn, err := tls.Dial("tcp", a.String(), &tls.Config{MaxVersion: tls.VersionTLS12, RootCAs: srvCA, Certificates: []tls.Certificate{e.stA}})
-	if err == nil {
-		conn.Close()
-		t.Fatal("TLS 1.2 handshake succeeded")
-	}
-	conn, err = tls.Dial("tcp", a.String(), &tls.Config{RootCAs: srvCA, Certificates: []tls.Certificate{e.stA}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v := conn.ConnectionState().Version; v != tls.VersionTLS13 {
-		t.Fatalf("TLS version %x", v)
-	}
-	conn.Close()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -1,28 +1,43 @@
 package station
 
 import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
 	"testing"
 
+	"connectrpc.com/connect"
+
 	"github.com/rootline/rootline/provision"
+	"github.com/rootline/rootline/provision/api"
+	pb "github.com/rootline/rootline/provision/api/provisionv1"
 )
 
-// FuzzAnswer: any answer of the server is a result or an error, never a
-// panic.
+// FuzzAnswer: any gRPC answer of the server (body, status, status
+// details) is a result or an error, never a panic.
 func FuzzAnswer(f *testing.F) {
-	f.Add(200, []byte(`{"chain":["AQ==","Ag=="],"log_index":7}`))
-	f.Add(200, []byte(`{"nonce":"AQID"}`))
-	f.Add(403, []byte(`{"error":{"reason":"station_not_allowed","message":"m"}}`))
-	f.Add(500, []byte(`<html>`))
-	f.Add(200, []byte(`{}{}`))
-	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		if status < 100 || status > 999 {
-			return
+	add := func(a answer) {
+		f.Add(a.body, a.trailer.Get("Grpc-Status"), []byte(a.trailer.Get("Grpc-Status-Details-Bin")))
+	}
+	add(ok(f, &pb.ProvisionResponse{Chain: [][]byte{{1}, {2}}, LogIndex: 7}))
+	add(ok(f, &pb.NonceResponse{Nonce: make([]byte, provision.NonceSize)}))
+	add(refused(connect.CodePermissionDenied, "m", api.ReasonStationNotAllowed))
+	add(refused(connect.CodeInternal, "m", ""))
+	f.Add([]byte{0, 0, 0, 0, 9, 1}, "0", []byte{})
+	f.Add([]byte("<html>"), "", []byte("!!"))
+	f.Fuzz(func(t *testing.T, body []byte, status string, details []byte) {
+		tr := http.Header{}
+		if status != "" {
+			tr.Set("Grpc-Status", status)
 		}
-		c := client(t, answer{status, string(body)})
+		if len(details) > 0 {
+			tr.Set("Grpc-Status-Details-Bin", base64.RawStdEncoding.EncodeToString(details))
+		}
+		c := client(t, answer{status: 200, ctype: "application/grpc", body: body, trailer: tr})
 		c.Nonce(t.Context())
 		res, err := c.Provision(t.Context(), &provision.Request{})
-		if err == nil && (len(res.Chain) < 2 || status != 200) {
-			t.Fatalf("accepted %d %q", status, body)
+		if code, perr := strconv.ParseUint(status, 10, 32); err == nil && (len(res.Chain) < 2 || len(res.Chain) > api.MaxChainCerts || perr != nil || code != 0) {
+			t.Fatalf("accepted status %q: %d certificates", status, len(res.Chain))
 		}
 		c.Confirm(t.Context(), []byte{1})
 	})

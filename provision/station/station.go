@@ -1,6 +1,12 @@
 // Package station is a factory station's client of the provisioning API
-// (package provision/api), and the station's side of the factory flow for one
-// chip (DESIGN.md, "The factory flow").
+// (package provision/api: rootline.provision.v1.ProvisionService), and the
+// station's side of the factory flow for one chip (DESIGN.md, "The factory
+// flow").
+//
+// The client speaks the gRPC protocol (binary protobuf) over HTTP/2 and TLS
+// 1.3: it is the protocol every gRPC server, proxy and tool knows, so a
+// station can reach the service through any gRPC-aware load balancer, and
+// HTTP/2 keeps one connection per station for all its chips.
 //
 // The station authenticates with its station certificate (TLS client
 // certificate, profile ca.ProfileStation): the server knows the station's
@@ -10,24 +16,26 @@
 package station
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
+	pb "github.com/rootline/rootline/provision/api/provisionv1"
+	"github.com/rootline/rootline/provision/api/provisionv1/provisionv1connect"
 )
 
-// MaxResponse bounds the body of an answer the client reads.
+// MaxResponse bounds an answer's message the client reads.
 const MaxResponse = 256 << 10
 
 // Config configures Dial.
@@ -41,14 +49,14 @@ type Config struct {
 	// Timeout of each call; default one minute.
 	Timeout time.Duration
 	// Transport, if set, replaces the client's transport (tests). Its TLS
-	// configuration is then the caller's.
+	// configuration, and its HTTP/2, are then the caller's.
 	Transport http.RoundTripper
 }
 
 // Client calls the provisioning API. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
+	hc  *http.Client
+	rpc provisionv1connect.ProvisionServiceClient
 }
 
 // Dial returns a Client for cfg. It does not connect: the first call does.
@@ -75,66 +83,47 @@ func Dial(cfg *Config) (*Client, error) {
 			RootCAs:      cfg.ServerCA,
 			Certificates: []tls.Certificate{cfg.Certificate},
 		}
+		// gRPC needs HTTP/2: HTTP/1.1 is not offered.
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetHTTP2(true)
 		rt = t
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
-	return &Client{base: u, hc: &http.Client{Transport: rt, Timeout: timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
+	hc := &http.Client{Transport: rt, Timeout: timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return &Client{hc: hc, rpc: provisionv1connect.NewProvisionServiceClient(hc, u.String(),
+		connect.WithGRPC(), connect.WithReadMaxBytes(MaxResponse))}, nil
 }
 
 // Close releases idle connections.
 func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
-// call posts in to path and decodes the answer into out. A refusal is an
-// *api.Error.
-func (c *Client) call(ctx context.Context, path string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return fmt.Errorf("station: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.JoinPath(path).String(), bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("station: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("station: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponse+1))
-	if err != nil {
-		return fmt.Errorf("station: reading answer: %w", err)
-	}
-	if len(b) > MaxResponse {
-		return fmt.Errorf("station: answer over %d bytes", MaxResponse)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var eb api.ErrorBody
-		if err := json.Unmarshal(b, &eb); err != nil || eb.Error.Reason == "" {
-			return &api.Error{Status: resp.StatusCode, Reason: api.ReasonInternal, Message: fmt.Sprintf("answer without an error body (%s)", resp.Status)}
+// callError returns the error of a call: an *api.Error for a refusal of
+// the server (api.FromConnect), else the transport's error.
+func callError(err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		if e, ok := api.FromConnect(ce); ok {
+			return e
 		}
-		return &api.Error{Status: resp.StatusCode, Reason: eb.Error.Reason, Message: eb.Error.Message}
 	}
-	if err := api.DecodeBytes(b, out); err != nil {
-		return fmt.Errorf("station: answer: %w", err)
-	}
-	return nil
+	return fmt.Errorf("station: %w", err)
 }
 
 // Nonce asks the service for a fresh nonce for this station.
 func (c *Client) Nonce(ctx context.Context) ([]byte, error) {
-	var r api.NonceResponse
-	if err := c.call(ctx, api.PathNonce, &struct{}{}, &r); err != nil {
-		return nil, err
+	r, err := c.rpc.Nonce(ctx, connect.NewRequest(&pb.NonceRequest{}))
+	if err != nil {
+		return nil, callError(err)
 	}
-	if len(r.Nonce) != provision.NonceSize {
-		return nil, fmt.Errorf("station: nonce of %d bytes, want %d", len(r.Nonce), provision.NonceSize)
+	if n := len(r.Msg.GetNonce()); n != provision.NonceSize {
+		return nil, fmt.Errorf("station: nonce of %d bytes, want %d", n, provision.NonceSize)
 	}
-	return r.Nonce, nil
+	return r.Msg.GetNonce(), nil
 }
 
 // Provision sends a chip's request and returns its certificate chain
@@ -143,21 +132,25 @@ func (c *Client) Provision(ctx context.Context, req *provision.Request) (*provis
 	if req == nil {
 		return nil, errors.New("station: no request")
 	}
-	var r api.ProvisionResponse
-	if err := c.call(ctx, api.PathProvision, &api.ProvisionRequest{
-		UEID: req.UEID, CSR: req.CSR, Evidence: req.Evidence, Product: req.Product, Lot: req.Lot,
-	}, &r); err != nil {
-		return nil, err
+	r, err := c.rpc.Provision(ctx, connect.NewRequest(&pb.ProvisionRequest{
+		Ueid: req.UEID, Csr: req.CSR, Evidence: req.Evidence, Product: req.Product, Lot: req.Lot,
+	}))
+	if err != nil {
+		return nil, callError(err)
 	}
-	if n := len(r.Chain); n < 2 || n > api.MaxChainCerts {
+	chain := r.Msg.GetChain()
+	if n := len(chain); n < 2 || n > api.MaxChainCerts {
 		return nil, fmt.Errorf("station: chain of %d certificates", n)
 	}
-	return &provision.Result{Chain: r.Chain, LogIndex: r.LogIndex}, nil
+	return &provision.Result{Chain: chain, LogIndex: r.Msg.GetLogIndex()}, nil
 }
 
 // Confirm tells the service that the chip installed its identity.
 func (c *Client) Confirm(ctx context.Context, ueid []byte) error {
-	return c.call(ctx, api.PathConfirm, &api.ConfirmRequest{UEID: ueid}, &struct{}{})
+	if _, err := c.rpc.Confirm(ctx, connect.NewRequest(&pb.ConfirmRequest{Ueid: ueid})); err != nil {
+		return callError(err)
+	}
+	return nil
 }
 
 // ProvisionChip runs the station's flow for one chip, booted with the

@@ -1,14 +1,24 @@
 package station
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
+	pb "github.com/rootline/rootline/provision/api/provisionv1"
 )
 
 func TestDialRefusesBadURLs(t *testing.T) {
@@ -22,17 +32,77 @@ func TestDialRefusesBadURLs(t *testing.T) {
 	}
 }
 
-// answer is a transport that answers every request with one status and body.
+// answer is a transport that answers every request with one gRPC answer:
+// an HTTP status, a content type, a body and trailers.
 type answer struct {
-	status int
-	body   string
+	status  int
+	ctype   string
+	body    []byte
+	trailer http.Header
+	// paths records the paths asked for.
+	paths *[]string
 }
 
 func (a answer) RoundTrip(r *http.Request) (*http.Response, error) {
-	return &http.Response{StatusCode: a.status, Status: http.StatusText(a.status), Body: io.NopCloser(strings.NewReader(a.body)), Header: http.Header{}, Request: r}, nil
+	if a.paths != nil {
+		*a.paths = append(*a.paths, r.URL.Path)
+	}
+	if r.Body != nil {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	h := http.Header{}
+	if a.ctype != "" {
+		h.Set("Content-Type", a.ctype)
+	}
+	return &http.Response{StatusCode: a.status, Status: http.StatusText(a.status), Proto: "HTTP/2.0", ProtoMajor: 2,
+		Header: h, Body: io.NopCloser(bytes.NewReader(a.body)), Trailer: a.trailer.Clone(), Request: r}, nil
 }
 
-func client(t *testing.T, a answer) *Client {
+// envelope frames a gRPC message.
+func envelope(b []byte) []byte {
+	return append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(b))), b...)
+}
+
+// ok is a gRPC answer with message m.
+func ok(t testing.TB, m proto.Message) answer {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return answer{status: 200, ctype: "application/grpc", body: envelope(b), trailer: http.Header{"Grpc-Status": {"0"}}}
+}
+
+// statusBin is a google.rpc.Status with a code, a message and details.
+func statusBin(code connect.Code, msg string, details ...proto.Message) []byte {
+	b := protowire.AppendTag(nil, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(code))
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, msg)
+	for _, d := range details {
+		a, _ := anypb.New(d)
+		ab, _ := proto.Marshal(a)
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, ab)
+	}
+	return b
+}
+
+// refused is a gRPC refusal with code, message and a reason ("": no
+// detail).
+func refused(code connect.Code, msg string, reason api.Reason) answer {
+	var details []proto.Message
+	if reason != "" {
+		details = append(details, &pb.ErrorInfo{Reason: string(reason)})
+	}
+	return answer{status: 200, ctype: "application/grpc", trailer: http.Header{
+		"Grpc-Status":             {strconv.Itoa(int(code))},
+		"Grpc-Message":            {msg},
+		"Grpc-Status-Details-Bin": {base64.RawStdEncoding.EncodeToString(statusBin(code, msg, details...))},
+	}}
+}
+
+func client(t testing.TB, a answer) *Client {
 	t.Helper()
 	c, err := Dial(&Config{URL: "https://provision.test/base", Transport: a})
 	if err != nil {
@@ -41,25 +111,70 @@ func client(t *testing.T, a answer) *Client {
 	return c
 }
 
+func TestPaths(t *testing.T) {
+	var paths []string
+	a := ok(t, &pb.NonceResponse{Nonce: make([]byte, provision.NonceSize)})
+	a.paths = &paths
+	if _, err := client(t, a).Nonce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 1 || paths[0] != "/base"+api.PathNonce {
+		t.Fatalf("paths %q", paths)
+	}
+}
+
 func TestUntrustedAnswers(t *testing.T) {
 	ctx := t.Context()
 	// A refusal is an *api.Error with the server's reason.
-	_, err := client(t, answer{403, `{"error":{"reason":"station_not_allowed","message":"m"}}`}).Nonce(ctx)
+	_, err := client(t, refused(connect.CodePermissionDenied, "m", api.ReasonStationNotAllowed)).Nonce(ctx)
 	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Status != 403 || ae.Reason != api.ReasonStationNotAllowed {
+	if !errors.As(err, &ae) || ae.Status != 403 || ae.Reason != api.ReasonStationNotAllowed || ae.Code != connect.CodePermissionDenied || ae.Message != "m" {
 		t.Fatalf("refusal: %v", err)
 	}
-	// A refusal without an error body.
-	_, err = client(t, answer{502, `<html>`}).Nonce(ctx)
-	if !errors.As(err, &ae) || ae.Status != 502 || ae.Reason != api.ReasonInternal {
-		t.Fatalf("bare refusal: %v", err)
+	if !errors.Is(err, provision.ErrStationNotAllowed) || !strings.Contains(err.Error(), "station_not_allowed") {
+		t.Fatalf("refusal %v: not ErrStationNotAllowed, or without its reason", err)
 	}
+	// A refusal without a detail: the code alone.
+	for code, want := range map[connect.Code]struct {
+		status int
+		reason api.Reason
+	}{
+		connect.CodeInternal:          {500, api.ReasonInternal},
+		connect.CodeInvalidArgument:   {400, api.ReasonBadRequest},
+		connect.CodeResourceExhausted: {413, api.ReasonTooLarge},
+		connect.CodeUnimplemented:     {501, api.ReasonInternal},
+	} {
+		_, err = client(t, refused(code, "bare", "")).Nonce(ctx)
+		if !errors.As(err, &ae) || ae.Status != want.status || ae.Reason != want.reason || ae.Code != code {
+			t.Fatalf("bare refusal %v: %v", code, err)
+		}
+	}
+	// A reason too long to be one; a long message is truncated.
+	_, err = client(t, refused(connect.CodePermissionDenied, strings.Repeat("m", 5000), api.Reason(strings.Repeat("r", 100)))).Nonce(ctx)
+	if !errors.As(err, &ae) || ae.Reason != api.ReasonInternal || len(ae.Message) > 1100 {
+		t.Fatalf("long refusal: %.200v", err)
+	}
+	// Not an answer of the service: a transport error, not a refusal.
 	for name, a := range map[string]answer{
-		"short nonce":   {200, `{"nonce":"AQID"}`},
-		"unknown field": {200, `{"nonce":"AQID","x":1}`},
-		"trailing":      {200, `{}{}`},
-		"oversized":     {200, `{"nonce":"` + strings.Repeat("A", MaxResponse) + `"}`},
-		"not json":      {200, `nonce`},
+		"unavailable": refused(connect.CodeUnavailable, "down", ""),
+		"proxy 502":   {status: 502, ctype: "text/html", body: []byte("<html>")},
+	} {
+		_, err := client(t, a).Nonce(ctx)
+		if err == nil || errors.As(err, &ae) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	big := ok(t, &pb.NonceResponse{Nonce: make([]byte, MaxResponse)})
+	for name, a := range map[string]answer{
+		"short nonce":   ok(t, &pb.NonceResponse{Nonce: []byte{1, 2, 3}}),
+		"oversized":     big,
+		"not grpc":      {status: 200, ctype: "application/json", body: []byte(`{"nonce":"AQID"}`), trailer: http.Header{"Grpc-Status": {"0"}}},
+		"bad envelope":  {status: 200, ctype: "application/grpc", body: []byte{0, 0, 0, 0, 9, 1}, trailer: http.Header{"Grpc-Status": {"0"}}},
+		"bad message":   {status: 200, ctype: "application/grpc", body: envelope([]byte{0x0a, 0x05, 1}), trailer: http.Header{"Grpc-Status": {"0"}}},
+		"no status":     {status: 200, ctype: "application/grpc", body: envelope(nil)},
+		"compressed":    {status: 200, ctype: "application/grpc", body: append([]byte{1}, envelope(nil)[1:]...), trailer: http.Header{"Grpc-Status": {"0"}}},
+		"two messages":  {status: 200, ctype: "application/grpc", body: append(envelope(nil), envelope(nil)...), trailer: http.Header{"Grpc-Status": {"0"}}},
+		"html with 200": {status: 200, ctype: "text/html", body: []byte("<html>")},
 	} {
 		if _, err := client(t, a).Nonce(ctx); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -67,15 +182,18 @@ func TestUntrustedAnswers(t *testing.T) {
 	}
 	req := &provision.Request{UEID: []byte{1}, CSR: []byte{1}, Evidence: []byte{1}, Product: "p", Lot: "l"}
 	for name, a := range map[string]answer{
-		"no chain":   {200, `{"chain":[],"log_index":0}`},
-		"one cert":   {200, `{"chain":["AQID"],"log_index":0}`},
-		"long chain": {200, `{"chain":["AQ==","AQ==","AQ==","AQ==","AQ==","AQ==","AQ==","AQ==","AQ=="],"log_index":0}`},
+		"no chain":   ok(t, &pb.ProvisionResponse{}),
+		"one cert":   ok(t, &pb.ProvisionResponse{Chain: [][]byte{{1, 2, 3}}}),
+		"long chain": ok(t, &pb.ProvisionResponse{Chain: bytes.Fields(bytes.Repeat([]byte("a "), api.MaxChainCerts+1))}),
 	} {
 		if _, err := client(t, a).Provision(ctx, req); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if res, err := client(t, answer{200, `{"chain":["AQ==","Ag=="],"log_index":7}`}).Provision(ctx, req); err != nil || res.LogIndex != 7 || len(res.Chain) != 2 {
+	if res, err := client(t, ok(t, &pb.ProvisionResponse{Chain: [][]byte{{1}, {2}}, LogIndex: 7})).Provision(ctx, req); err != nil || res.LogIndex != 7 || len(res.Chain) != 2 {
 		t.Fatalf("good answer: %v, %v", res, err)
+	}
+	if err := client(t, ok(t, &pb.ConfirmResponse{})).Confirm(ctx, []byte{1}); err != nil {
+		t.Fatalf("confirm: %v", err)
 	}
 }
