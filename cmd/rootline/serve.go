@@ -20,6 +20,7 @@ import (
 	"github.com/rootline/rootline/internal/atomicfile"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
+	"github.com/rootline/rootline/provision/export"
 	"github.com/rootline/rootline/provision/translog"
 )
 
@@ -34,6 +35,10 @@ type serveConfig struct {
 		// StationCA is the PEM certificate of the stations' issuing CA
 		// (not the root).
 		StationCA string `json:"stationCA"`
+		// VerifierCA, optional, is the PEM certificate of the CA whose
+		// client certificates may read the registry export
+		// (GET /v1/registry/export): the attestation verifiers'.
+		VerifierCA string `json:"verifierCA,omitempty"`
 	} `json:"tls"`
 	// Registry is the SQLite database file, or a PostgreSQL URL
 	// (postgres://user@host/db?sslmode=verify-full) that several replicas
@@ -89,7 +94,7 @@ func (c *serveConfig) Validate() error {
 
 // resolve makes c's relative paths relative to dir.
 func (c *serveConfig) resolve(dir string) {
-	paths := []*string{&c.TLS.Certificate, &c.TLS.Key, &c.TLS.StationCA, &c.CADir,
+	paths := []*string{&c.TLS.Certificate, &c.TLS.Key, &c.TLS.StationCA, &c.TLS.VerifierCA, &c.CADir,
 		&c.Log.Dir, &c.Log.SigningKey, &c.NonceKey, &c.ReferenceValues}
 	if !isPostgresDSN(c.Registry) {
 		paths = append(paths, &c.Registry)
@@ -222,16 +227,22 @@ func newServeProvisionCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "provision --config FILE",
 		Short: "Serve the factory provisioning API to stations over mutual TLS",
-		Long: `Serve the provisioning API (JSON over HTTPS, TLS 1.3, station client
-certificates required) until interrupted:
+		Long: `Serve the provisioning API until interrupted: TLS 1.3, HTTP/2, client
+certificates required. The station API is rootline.provision.v1.ProvisionService
+(proto/rootline/provision/v1/provision.proto) served with Connect, so gRPC,
+gRPC-Web and Connect clients all work, in binary protobuf or JSON:
 
-  POST /v1/nonce, /v1/provision, /v1/confirm   the station API
-  GET  /healthz, /metrics                     health and Prometheus counters
+  /rootline.provision.v1.ProvisionService/{Nonce,Provision,Confirm}
+                            stations (certificates of tls.stationCA)
+  GET /v1/registry/export   the attestation verifiers (certificates of
+                            tls.verifierCA, if set): every provisioned device
+  GET /healthz, /metrics    health and Prometheus counters
 
 FILE is JSON (relative paths are relative to it):
 
   {"version": 1, "listen": "0.0.0.0:8443",
-   "tls": {"certificate": "server.pem", "key": "server.key", "stationCA": "ca/stations.pem"},
+   "tls": {"certificate": "server.pem", "key": "server.key", "stationCA": "ca/stations.pem",
+           "verifierCA": "verifiers-ca.pem"},
    "registry": "registry.db", "caDir": "ca",
    "log": {"dir": "log", "hsmKey": "pkcs11:token=factory;object=log?pin-source=file:/run/factory.pin",
            "name": "log.factory.example"},
@@ -340,7 +351,7 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 			if err != nil {
 				return fmt.Errorf("tls.stationCA: %w", err)
 			}
-			return api.Serve(ctx, &api.ServerConfig{
+			sc := &api.ServerConfig{
 				Listen: cfg.Listen, Certificate: cert, StationCA: pool, Logger: log,
 				Ready: func(a net.Addr) {
 					log.Info("provision: serving", "addr", a.String(), "products", names)
@@ -350,7 +361,14 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 						}
 					}
 				},
-			}, api.NewHandler(svc, log))
+			}
+			if cfg.TLS.VerifierCA != "" {
+				if sc.VerifierCA, err = readCertPool(cfg.TLS.VerifierCA); err != nil {
+					return fmt.Errorf("tls.verifierCA: %w", err)
+				}
+				sc.Export = export.Handler(reg, products, log)
+			}
+			return api.Serve(ctx, sc, api.NewHandler(svc, log))
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (required)")

@@ -7,13 +7,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,6 +203,24 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	}
 	writePEM(t, filepath.Join(w, "server.pem"), "CERTIFICATE", srvDER)
 
+	// The attestation verifiers' CA, and one verifier's client certificate.
+	verCAKey := ecKey(t, filepath.Join(w, "verca.key"))
+	verCATmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "Verifiers CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	verCADER, err := x509.CreateCertificate(rand.Reader, verCATmpl, verCATmpl, verCAKey.Public(), verCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, filepath.Join(w, "verifiers-ca.pem"), "CERTIFICATE", verCADER)
+	verCA, _ := x509.ParseCertificate(verCADER)
+	verKey := ecKey(t, filepath.Join(w, "verifier.key"))
+	verDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(4), Subject: pkix.Name{CommonName: "verifier-1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+		verCA, verKey.Public(), verCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// The issuance log's tree-head key is an Ed25519 key in the same token.
 	exe("hsm", "keygen", "--uri", uri("log"), "--alg", "ed25519")
 	if err := os.WriteFile(filepath.Join(w, "nonce.key"), []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
@@ -210,7 +231,7 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(w, "provision.json"), []byte(`{"version":1,"listen":"127.0.0.1:0",
-	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem"},
+	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem","verifierCA":"verifiers-ca.pem"},
 	 "registry":"`+registrySetting()+`","caDir":"ca","log":{"dir":"log","hsmKey":"`+uri("log")+`","name":"log.rootline.test"},
 	 "nonceKey":"nonce.key","referenceValues":"refs.json"}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -278,7 +299,63 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	if lc, err := d.Chip().Lifecycle(ctx); err != nil || lc != pluton.Provisioned {
 		t.Fatalf("chip lifecycle %v, %v", lc, err)
 	}
-	// The registry holds the chip: the export lists it, complete.
+	// A second chip, behind its factory port in another "process" (the
+	// serve-factory command), provisioned with --chip-port.
+	chip2 := filepath.Join(w, "chip2")
+	if refs2 := bootedChip(t, chip2, "sku-a"); refs2 != string(mustRead(t, filepath.Join(w, "refs.json"))) {
+		t.Fatalf("the second chip's factory firmware has other reference values:\n%s", refs2)
+	}
+	pctx, pcancel := context.WithCancel(ctx)
+	portDone := make(chan error, 1)
+	portFile := filepath.Join(w, "port")
+	go func() {
+		c := newDeviceCommand(g)
+		c.SetOut(io.Discard)
+		c.SetErr(io.Discard)
+		portDone <- run(t, pctx, c, "serve-factory", "--state", chip2, "--listen", "unix:"+filepath.Join(w, "chip2.sock"), "--addr-file", portFile)
+	}()
+	defer func() {
+		pcancel()
+		if err := <-portDone; err != nil {
+			t.Errorf("serve-factory: %v", err)
+		}
+	}()
+	var port string
+	for deadline := time.Now().Add(20 * time.Second); port == ""; {
+		if b, err := os.ReadFile(portFile); err == nil && len(b) > 0 {
+			port = strings.TrimSpace(string(b))
+		} else if time.Now().After(deadline) {
+			t.Fatal("serve-factory did not start")
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c := newStationCommand(g)
+	var pout bytes.Buffer
+	c.SetOut(&pout)
+	c.SetErr(&pout)
+	if err := run(t, ctx, c, "provision", "--server", "https://"+addr, "--cert", filepath.Join(w, "line-1.pem"),
+		"--key", filepath.Join(w, "line-1.key"), "--ca", filepath.Join(w, "srvca.pem"), "--chip-port", port, "--product", "sku-a", "--lot", "lot-1"); err != nil ||
+		!strings.Contains(pout.String(), "provisioned: 3 certificates, issuance log index 1") {
+		t.Fatalf("station over the factory port: %v\n%s", err, pout.String())
+	}
+
+	// The verifier reads the export over the API with its certificate.
+	roots := x509.NewCertPool()
+	roots.AddCert(srvCA)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{verDER}, PrivateKey: verKey}}}}}
+	resp, err := hc.Get("https://" + addr + "/v1/registry/export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiExport, err := export.Read(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(apiExport.Devices) != 2 {
+		t.Fatalf("export over the API: %d, %v", resp.StatusCode, err)
+	}
+
+	// The registry holds the chips: the export lists them, complete.
 	exportFile := filepath.Join(w, "devices.json")
 	exe("registry", "export", "--config", filepath.Join(w, "provision.json"), "--out", exportFile)
 	f, err := os.Open(exportFile)
@@ -290,7 +367,16 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ex.Devices) != 1 || ex.Devices[0].State != registry.Complete {
+	if len(ex.Devices) != 2 || ex.Devices[0].State != registry.Complete || ex.Devices[1].State != registry.Complete {
 		t.Fatalf("export: %+v", ex.Devices)
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

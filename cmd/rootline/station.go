@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rootline/rootline/device"
+	"github.com/rootline/rootline/device/factoryport"
 	"github.com/rootline/rootline/provision/api"
 	"github.com/rootline/rootline/provision/station"
 )
@@ -23,13 +24,15 @@ func newStationCommand(g *globals) *cobra.Command {
 }
 
 func newStationProvisionCommand(g *globals) *cobra.Command {
-	var server, certFile, keyFile, caFile, chip, product, lot string
+	var server, certFile, keyFile, caFile, chip, chipPort, product, lot string
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "provision --server URL --cert F --key F --ca F --chip DIR --product P --lot L",
+		Use:   "provision --server URL --cert F --key F --ca F (--chip DIR | --chip-port ADDR) --product P --lot L",
 		Short: "Provision one chip: nonce, request, certificate, install, confirm",
-		Long: `Run the factory flow for the chip in DIR, booted with the factory test
-firmware ("rootline device boot"): get a nonce from the service, have the
+		Long: `Run the factory flow for one chip, booted with the factory test firmware
+("rootline device boot"): the chip whose state is in --chip DIR, or the
+chip behind the factory port --chip-port ADDR (unix:PATH or HOST:PORT, as
+"rootline device serve-factory" listens): get a nonce from the service, have the
 chip answer it with its evidence and a CSR, send both, install the chain
 the service returns into the chip (which moves it to Provisioned), and
 confirm. The station is who its certificate (--cert, --key) says. Running
@@ -41,11 +44,14 @@ A refusal by the service prints its reason and exits with status 2.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, f := range []struct{ flag, v string }{
 				{"--server", server}, {"--cert", certFile}, {"--key", keyFile}, {"--ca", caFile},
-				{"--chip", chip}, {"--product", product}, {"--lot", lot},
+				{"--product", product}, {"--lot", lot},
 			} {
 				if f.v == "" {
 					return fmt.Errorf("%s is required", f.flag)
 				}
+			}
+			if (chip == "") == (chipPort == "") {
+				return errors.New("give exactly one of --chip DIR and --chip-port ADDR")
 			}
 			log, err := g.logger(cmd)
 			if err != nil {
@@ -64,12 +70,23 @@ A refusal by the service prints its reason and exits with status 2.`,
 				return err
 			}
 			defer c.Close()
-			d, err := device.Open(chip, &device.Options{Logger: log})
-			if err != nil {
-				return err
+			var dev station.Chip
+			var local *device.Device
+			if chipPort != "" {
+				fc, err := factoryport.Dial(cmd.Context(), chipPort)
+				if err != nil {
+					return err
+				}
+				defer fc.Close()
+				dev = fc
+			} else {
+				if local, err = device.Open(chip, &device.Options{Logger: log}); err != nil {
+					return err
+				}
+				defer local.Close()
+				dev = local
 			}
-			defer d.Close()
-			res, err := station.ProvisionChip(cmd.Context(), c, d, product, lot)
+			res, err := station.ProvisionChip(cmd.Context(), c, dev, product, lot)
 			if err != nil {
 				var ae *api.Error
 				if errors.As(err, &ae) && ae.Status < 500 {
@@ -77,8 +94,10 @@ A refusal by the service prints its reason and exits with status 2.`,
 				}
 				return err
 			}
-			if err := d.Flush(); err != nil {
-				return err
+			if local != nil {
+				if err := local.Flush(); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "provisioned: %d certificates, issuance log index %d\n", len(res.Chain), res.LogIndex)
 			return nil
@@ -90,6 +109,7 @@ A refusal by the service prints its reason and exits with status 2.`,
 	f.StringVar(&keyFile, "key", "", "the station's private key (PEM)")
 	f.StringVar(&caFile, "ca", "", "CA certificate(s) of the service's TLS certificate (PEM)")
 	f.StringVar(&chip, "chip", "", "state directory of the chip")
+	f.StringVar(&chipPort, "chip-port", "", "the chip's factory port: unix:PATH or HOST:PORT")
 	f.StringVar(&product, "product", "", "the chip's product")
 	f.StringVar(&lot, "lot", "", "the production lot")
 	f.DurationVar(&timeout, "timeout", time.Minute, "timeout of each call")

@@ -153,6 +153,17 @@ func (c *Client) Confirm(ctx context.Context, ueid []byte) error {
 	return nil
 }
 
+// Chip is a chip as a station drives it: an emulated chip in this process
+// (*device.Device), or one behind its factory port
+// (*factoryport.Client).
+type Chip interface {
+	// FactoryRequest returns the chip's UEID, CSR and evidence over nonce.
+	FactoryRequest(ctx context.Context, nonce []byte) (*device.FactoryRequest, error)
+	// InstallIdentity writes the IDevID chain into the chip, which checks
+	// it and moves to Provisioned.
+	InstallIdentity(ctx context.Context, chain [][]byte) error
+}
+
 // ProvisionChip runs the station's flow for one chip, booted with the
 // factory test firmware: a nonce from the service, the chip's request over
 // it (dev.FactoryRequest), the service's chain, installed into the chip
@@ -160,7 +171,7 @@ func (c *Client) Confirm(ctx context.Context, ueid []byte) error {
 // the confirmation. A flow interrupted at any step is completed by running
 // it again: the service returns the chip's certificate again, and the chip
 // accepts the chain it already holds.
-func ProvisionChip(ctx context.Context, c *Client, dev *device.Device, product, lot string) (*provision.Result, error) {
+func ProvisionChip(ctx context.Context, c *Client, dev Chip, product, lot string) (*provision.Result, error) {
 	nonce, err := c.Nonce(ctx)
 	if err != nil {
 		return nil, err
