@@ -17,7 +17,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 export PATH := $(TOOLS):$(PATH)
 
-.PHONY: all deps build test race bench fuzz lint demo clean
+.PHONY: all deps build test race bench fuzz lint demo clean generate
 
 all: build
 
@@ -35,6 +35,11 @@ race: deps
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+# Regenerate the protobuf/Connect code from proto/ (installs protoc and the
+# plugins; the generated code is committed, so builds never need this).
+generate:
+	@scripts/gen-proto.sh
 
 # Every Fuzz target, each for $(FUZZTIME).
 fuzz: deps
