@@ -23,6 +23,7 @@ import (
 	"github.com/rootline/rootline/pluton/evidence"
 	"github.com/rootline/rootline/pluton/measure"
 	"github.com/rootline/rootline/pluton/soft"
+	"github.com/rootline/rootline/pluton/tpm"
 )
 
 // Files in a device's state directory.
@@ -86,8 +87,13 @@ type Options struct {
 // Device is an emulated MCU. It is safe for use by one goroutine at a time.
 type Device struct {
 	dir  string
-	chip *soft.Chip
+	chip *soft.Chip // nil on a TPM
 	log  *slog.Logger
+	// tpm and tcfg are set for a device on a TPM 2.0 (InitTPM, OpenTPM);
+	// banks are the PCR banks it measures into.
+	tpm   *tpm.TPM
+	tcfg  *tpmConfig
+	banks []crypto.Hash
 	// running is the state of the current boot, as a device holds it in
 	// RAM; it is also in boot.state and eventlog.bin so that another
 	// process (the next CLI command) can pick it up.
@@ -170,7 +176,8 @@ func Open(dir string, opts *Options) (*Device, error) {
 	return &Device{dir: dir, chip: chip, log: opts.logger()}, nil
 }
 
-// Chip returns the device's security subsystem.
+// Chip returns the device's emulated security subsystem, or nil for a
+// device on a TPM (see [Device.TPM]).
 func (d *Device) Chip() *soft.Chip { return d.chip }
 
 // Dir returns the state directory.
@@ -211,6 +218,9 @@ func (d *Device) Flush() error {
 // Close flushes the current boot's record and closes the chip.
 func (d *Device) Close() error {
 	err := d.Flush()
+	if d.tpm != nil {
+		return errors.Join(err, d.tpm.Close())
+	}
 	return errors.Join(err, d.chip.Close())
 }
 
@@ -274,7 +284,13 @@ type BootResult struct {
 
 // counter reads a security-monitor counter, 0 if it was never set.
 func (d *Device) counter(ctx context.Context, name string) (uint64, error) {
-	v, err := d.chip.Counter(ctx, pluton.SecurityMonitor, name)
+	var v uint64
+	var err error
+	if d.tpm != nil {
+		v, err = d.tpm.Counter(ctx, pluton.SecurityMonitor, name)
+	} else {
+		v, err = d.chip.Counter(ctx, pluton.SecurityMonitor, name)
+	}
 	if errors.Is(err, pluton.ErrNoSuchCounter) {
 		return 0, nil
 	}
@@ -303,20 +319,16 @@ func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord
 	if im == nil {
 		return nil, nil, &BootError{Stage: "policy", Err: fmt.Errorf("%w: no images", pluton.ErrInvalidArgument)}
 	}
-	lc, err := d.chip.Lifecycle(ctx)
+	lc, err := d.lifecycle(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !lc.KeysUsable() {
 		return nil, nil, &pluton.LifecycleError{Op: "boot", Current: lc}
 	}
-	product, err := d.chip.ProductID(ctx)
+	product, rootHash, err := d.fuses(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
-	}
-	rootHash, err := d.chip.RootKeyHash(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
+		return nil, nil, err
 	}
 
 	// Boot ROM: the trust policy.
@@ -328,7 +340,7 @@ func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord
 	if err != nil {
 		return nil, nil, &BootError{Stage: "policy", Err: err}
 	}
-	regs, err := measure.New()
+	regs, err := measure.New(d.banks...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -371,6 +383,13 @@ func (d *Device) boot(ctx context.Context, im *Images) (*BootResult, *bootRecord
 		rec.Layers = append(rec.Layers, layerRecord{Layer: layer, Manifest: bytes.Clone(parsed.RawManifest),
 			CodeHash: code[:], Authority: auth.Sum(nil)})
 		res.Layers = append(res.Layers, m)
+	}
+	if d.tpm != nil {
+		// No DICE on a TPM: the verified chain is measured into its PCRs.
+		if err := d.measureTPM(ctx, regs); err != nil {
+			return nil, nil, err
+		}
+		return res, rec, nil
 	}
 	// Make sure the chain derives (the DICE engine runs at boot).
 	// The DICE engine and each layer derive the next layer's identity and
@@ -431,7 +450,11 @@ func (d *Device) current() (*bootState, error) {
 	if err := recordDec.Unmarshal(data, rec); err != nil || rec.Version != bootRecordVersion || len(rec.Layers) != len(boot.Layers()) {
 		return nil, fmt.Errorf("%w: %v", ErrBootState, err)
 	}
-	if len(rec.Chain) != len(boot.Layers())+1 {
+	want := len(boot.Layers()) + 1
+	if d.tpm != nil {
+		want = 0 // no DICE chain on a TPM: its IDevID signs the evidence
+	}
+	if len(rec.Chain) != want {
 		return nil, fmt.Errorf("%w: chain of %d certificates", ErrBootState, len(rec.Chain))
 	}
 	st := &bootState{rec: rec}
@@ -534,11 +557,11 @@ func (d *Device) Confirm(ctx context.Context) error {
 	}
 	rec := st.rec
 	for i, l := range rec.Layers {
-		if err := d.chip.AdvanceCounter(ctx, pluton.SecurityMonitor, layerCounter(l.Layer), st.manifests[i].SVN); err != nil {
+		if err := d.advanceCounter(ctx, layerCounter(l.Layer), st.manifests[i].SVN); err != nil {
 			return fmt.Errorf("device: confirm %s: %w", l.Layer, err)
 		}
 	}
-	if err := d.chip.AdvanceCounter(ctx, pluton.SecurityMonitor, policyCounter, rec.PolicyVersion); err != nil {
+	if err := d.advanceCounter(ctx, policyCounter, rec.PolicyVersion); err != nil {
 		return fmt.Errorf("device: confirm policy: %w", err)
 	}
 	rec.Confirmed = true
@@ -578,10 +601,17 @@ func (d *Device) Manifests(ctx context.Context) ([]*boot.Manifest, error) {
 // Certificates returns the DICE certificate chain of the current boot, leaf
 // (the app's Alias certificate) first, ending with the self-signed DeviceID
 // certificate.
+//
+// On a TPM it returns the chain of the key that signs evidence: the
+// installed IDevID chain, or before provisioning the self-signed
+// certificate of the TPM's IDevID key.
 func (d *Device) Certificates(ctx context.Context) ([]*x509.Certificate, error) {
 	rec, _, err := d.loadRecord()
 	if err != nil {
 		return nil, err
+	}
+	if d.tpm != nil {
+		return d.tpmChain(ctx)
 	}
 	out := make([]*x509.Certificate, len(rec.Chain))
 	for i, der := range rec.Chain {
@@ -689,10 +719,17 @@ func (d *Device) certificates(ctx context.Context, rec *bootRecord, keys *layerK
 
 // Attest produces evidence over nonce (8 to 64 bytes), signed by the app
 // layer's Alias key, with the DICE chain in its x5chain header.
+//
+// On a TPM, see the package documentation ("Devices on a TPM 2.0"): the
+// evidence is signed by the TPM's IDevID key and carries a quote of the
+// PCRs by its IAK.
 func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 	st, err := d.current()
 	if err != nil {
 		return nil, err
+	}
+	if d.tpm != nil {
+		return d.attestTPM(ctx, st, nonce)
 	}
 	rec, lg := st.rec, st.log
 	keys, err := d.derive(ctx, rec)
@@ -740,10 +777,7 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 			claims.Counters[c.Name] = c.Value
 		}
 	}
-	used := []int{PolicyRegister}
-	for _, l := range boot.Layers() {
-		used = append(used, LayerRegister(l))
-	}
+	used := usedRegisters()
 	for _, bank := range regs.Banks() {
 		claims.Registers[bank] = map[int][]byte{}
 		for _, r := range used {
@@ -754,16 +788,70 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 			claims.Registers[bank][r] = v
 		}
 	}
-	for i, l := range rec.Layers {
+	claims.Layers = st.measurements()
+	return evidence.Sign(nil, leaf, keys.alg, claims, chain)
+}
+
+// measurements are the evidence claims of the running layers.
+func (st *bootState) measurements() []evidence.Measurement {
+	var out []evidence.Measurement
+	for i, l := range st.rec.Layers {
 		m := st.manifests[i]
 		signer := []byte(nil)
 		if len(m.SignerKeyIDs) > 0 {
 			signer = m.SignerKeyIDs[0]
 		}
-		claims.Layers = append(claims.Layers, evidence.Measurement{
+		out = append(out, evidence.Measurement{
 			Layer: string(l.Layer), Version: m.Version, SVN: m.SVN,
 			Digest: m.Digest, DigestAlg: m.DigestAlg, SignerID: signer,
 		})
 	}
-	return evidence.Sign(nil, leaf, keys.alg, claims, chain)
+	return out
+}
+
+// usedRegisters are the registers the boot chain measures into.
+func usedRegisters() []int {
+	used := []int{PolicyRegister}
+	for _, l := range boot.Layers() {
+		used = append(used, LayerRegister(l))
+	}
+	return used
+}
+
+// lifecycle returns the chip's lifecycle state (on a TPM, see
+// tpmLifecycle).
+func (d *Device) lifecycle(ctx context.Context) (pluton.Lifecycle, error) {
+	if d.tpm != nil {
+		return d.tpmLifecycle(ctx)
+	}
+	return d.chip.Lifecycle(ctx)
+}
+
+// fuses returns the product and root key hash the boot ROM checks the
+// policy against: fuses of the emulated chip, the configuration of a
+// device on a TPM.
+func (d *Device) fuses(ctx context.Context) (string, []byte, error) {
+	if d.tpm != nil {
+		if d.tcfg.Product == "" || len(d.tcfg.RootKeyHash) == 0 {
+			return "", nil, ErrNotConfigured
+		}
+		return d.tcfg.Product, d.tcfg.RootKeyHash, nil
+	}
+	product, err := d.chip.ProductID(ctx)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
+	}
+	rootHash, err := d.chip.RootKeyHash(ctx)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrNotConfigured, err)
+	}
+	return product, rootHash, nil
+}
+
+// advanceCounter raises a security-monitor counter.
+func (d *Device) advanceCounter(ctx context.Context, name string, v uint64) error {
+	if d.tpm != nil {
+		return d.tpm.AdvanceCounter(ctx, pluton.SecurityMonitor, name, v)
+	}
+	return d.chip.AdvanceCounter(ctx, pluton.SecurityMonitor, name, v)
 }

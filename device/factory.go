@@ -3,6 +3,7 @@ package device
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -57,16 +58,28 @@ type FactoryRequest struct {
 // FactoryRequest returns the chip's UEID, a CSR signed by its DeviceID key,
 // and its evidence over nonce. The device must be booted (the factory test
 // firmware).
+//
+// On a TPM the CSR is signed by the TPM's IDevID key, which also signs the
+// evidence; the factory needs the TPM's certification of that key too:
+// see [Device.FactoryRequestTPM].
 func (d *Device) FactoryRequest(ctx context.Context, nonce []byte) (*FactoryRequest, error) {
 	ev, err := d.Attest(ctx, nonce)
 	if err != nil {
 		return nil, err
 	}
-	id, err := d.chip.Identity(ctx)
-	if err != nil {
-		return nil, err
+	var id *pluton.Identity
+	var signer crypto.Signer
+	if d.tpm != nil {
+		id, err = d.tpm.Identity(ctx)
+		if err == nil {
+			signer, err = d.tpm.IDevIDSigner(ctx)
+		}
+	} else {
+		id, err = d.chip.Identity(ctx)
+		if err == nil {
+			signer, err = d.chip.Signer(ctx, pluton.SecurityMonitor, pluton.DeviceIDHandle)
+		}
 	}
-	signer, err := d.chip.Signer(ctx, pluton.SecurityMonitor, pluton.DeviceIDHandle)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +124,7 @@ func (d *Device) InstallIdentity(ctx context.Context, chain [][]byte) error {
 	for _, c := range certs {
 		data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	lc, err := d.chip.Lifecycle(ctx)
+	lc, err := d.lifecycle(ctx)
 	if err != nil {
 		return err
 	}
@@ -134,7 +147,7 @@ func (d *Device) InstallIdentity(ctx context.Context, chain [][]byte) error {
 	}
 	switch lc {
 	case pluton.Manufacturing:
-		if err := d.chip.Transition(ctx, pluton.Provisioned); err != nil {
+		if err := d.provisioned(ctx); err != nil {
 			return err
 		}
 		d.log.Info("identity installed", "subject", certs[0].Subject.String())
@@ -187,11 +200,11 @@ func (d *Device) checkIdentity(ctx context.Context, chain [][]byte) ([]*x509.Cer
 		}
 		certs[i] = c
 	}
-	id, err := d.chip.Identity(ctx)
+	key, err := d.identityKey(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !publicKeyEqual(certs[0].PublicKey, id.DeviceID) {
+	if !publicKeyEqual(certs[0].PublicKey, key) {
 		return nil, fmt.Errorf("%w: the leaf does not certify this chip's DeviceID key", ErrIdentity)
 	}
 	if certs[0].IsCA {
@@ -211,4 +224,29 @@ func (d *Device) checkIdentity(ctx context.Context, chain [][]byte) ([]*x509.Cer
 		return nil, fmt.Errorf("%w: the last certificate is not self-signed: %v", ErrIdentity, err)
 	}
 	return certs, nil
+}
+
+// identityKey is the key the IDevID certifies: the DeviceID key, or on a
+// TPM the IDevID key.
+func (d *Device) identityKey(ctx context.Context) (crypto.PublicKey, error) {
+	if d.tpm != nil {
+		s, err := d.tpm.IDevIDSigner(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return s.Public(), nil
+	}
+	id, err := d.chip.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return id.DeviceID, nil
+}
+
+// provisioned moves the chip from Manufacturing to Provisioned.
+func (d *Device) provisioned(ctx context.Context) error {
+	if d.tpm != nil {
+		return d.tpm.AdvanceCounter(ctx, pluton.SecurityMonitor, lifecycleCounter, 1)
+	}
+	return d.chip.Transition(ctx, pluton.Provisioned)
 }
