@@ -26,12 +26,41 @@ const chipFile = "chip.state"
 
 type deviceFlags struct {
 	*globals
-	state string
+	state   string
+	backend string // "soft" (the emulated chip) or "tpm"
+	tpm     string // the TPM: host:port (swtpm) or a device path
+}
+
+// tpmOptions says how to reach the TPM of --tpm.
+func (f *deviceFlags) tpmOptions(cmd *cobra.Command) (*device.TPMOptions, error) {
+	log, err := f.logger(cmd)
+	if err != nil {
+		return nil, err
+	}
+	o := &device.TPMOptions{Logger: log}
+	switch {
+	case f.tpm == "":
+		return nil, errors.New("--tpm is required with --backend tpm: host:port of a TCP TPM (swtpm) or /dev/tpmrm0")
+	case strings.HasPrefix(f.tpm, "/"):
+		o.Device = f.tpm
+	default:
+		o.Address = f.tpm
+	}
+	return o, nil
+}
+
+// onTPM reports whether the device in --state runs on a TPM: --backend tpm,
+// or a state directory made by init --backend tpm.
+func (f *deviceFlags) onTPM() bool {
+	return f.backend == "tpm" || (f.state != "" && device.IsTPM(f.state))
 }
 
 func (f *deviceFlags) open(cmd *cobra.Command) (*soft.Chip, error) {
 	if f.state == "" {
 		return nil, errors.New("--state DIR is required")
+	}
+	if f.onTPM() {
+		return nil, fmt.Errorf("%q drives the emulated chip's key slots, fuses and counters directly; a TPM device takes init, info, boot, pcrs, eventlog, attest, confirm and serve-factory", cmd.Name())
 	}
 	log, err := f.logger(cmd)
 	if err != nil {
@@ -44,13 +73,27 @@ func newDeviceCommand(g *globals) *cobra.Command {
 	f := &deviceFlags{globals: g}
 	cmd := &cobra.Command{
 		Use:   "device",
-		Short: "Drive an emulated chip (pluton/soft)",
+		Short: "Drive an emulated chip (pluton/soft) or a device on a TPM 2.0",
 		Long: `Drive an emulated chip: a software security processor whose fuses and
 key slots live in one state file, DIR/chip.state, rewritten atomically on
 every change. The file holds the chip's secrets (its UDS and private keys),
-as silicon would: keep it private (it is created mode 0600).`,
+as silicon would: keep it private (it is created mode 0600).
+
+With --backend tpm --tpm ADDR the device runs on a TPM 2.0 instead (swtpm on
+host:port, or /dev/tpmrm0): the same signed boot measured into the TPM's
+PCRs with the same event log, anti-rollback and lifecycle in NV counters,
+an IAK and an IDevID key made in the TPM (TPM2_Certify for the factory), and
+evidence carrying a TPM2_Quote. DIR then holds the device's configuration
+and boot record; --backend tpm is remembered in it, --tpm must be given each
+time.
+
+  rootline device init --backend tpm --tpm 127.0.0.1:2321 --state ./tpmdev --product sku-a --root-key-hash @root.hash
+  rootline device boot --tpm 127.0.0.1:2321 --state ./tpmdev --policy policy.cbor --bootloader bl.img --os os.img --app app.img
+  rootline device attest --tpm 127.0.0.1:2321 --state ./tpmdev --nonce <hex> --out ev.cbor`,
 	}
 	cmd.PersistentFlags().StringVar(&f.state, "state", "", "directory of the emulated chip's state (required)")
+	cmd.PersistentFlags().StringVar(&f.backend, "backend", "soft", "soft (the emulated chip) or tpm (a TPM 2.0, see --tpm)")
+	cmd.PersistentFlags().StringVar(&f.tpm, "tpm", "", "with --backend tpm: host:port of a TCP TPM (swtpm) or a TPM device (/dev/tpmrm0)")
 	cmd.AddCommand(
 		newDeviceInitCommand(f),
 		newDeviceInfoCommand(f),
@@ -113,6 +156,22 @@ holds a chip.`,
 				return err
 			}
 			ctx := cmd.Context()
+			switch f.backend {
+			case "soft":
+			case "tpm":
+				o, err := f.tpmOptions(cmd)
+				if err != nil {
+					return err
+				}
+				d, err := device.InitTPM(ctx, f.state, &device.InitRequest{Product: product, RootKeyHash: hash}, o)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				return printTPMInfo(ctx, cmd.OutOrStdout(), d)
+			default:
+				return fmt.Errorf("--backend %q: want soft or tpm", f.backend)
+			}
 			d, err := device.Init(ctx, f.state, &device.InitRequest{Product: product, RootKeyHash: hash},
 				&device.Options{Logger: log, Chip: soft.Options{DeviceIDAlgorithm: a}})
 			if err != nil {
@@ -135,6 +194,14 @@ func newDeviceInfoCommand(f *deviceFlags) *cobra.Command {
 		Short: "Print the chip's UEID, lifecycle, fuses, counters and DeviceID key",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.onTPM() {
+				d, err := f.openDevice(cmd)
+				if err != nil {
+					return err
+				}
+				defer d.Close()
+				return printTPMInfo(cmd.Context(), cmd.OutOrStdout(), d)
+			}
 			chip, err := f.open(cmd)
 			if err != nil {
 				return err
@@ -143,6 +210,40 @@ func newDeviceInfoCommand(f *deviceFlags) *cobra.Command {
 			return printInfo(cmd.Context(), cmd.OutOrStdout(), chip)
 		},
 	}
+}
+
+// printTPMInfo prints what a device on a TPM knows of itself: its UEID
+// (derived from the IAK), lifecycle, and the IAK and IDevID public keys.
+func printTPMInfo(ctx context.Context, w io.Writer, d *device.Device) error {
+	ueid, err := d.UEID(ctx)
+	if err != nil {
+		return err
+	}
+	lc, err := d.Lifecycle(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "backend:        tpm\n")
+	fmt.Fprintf(w, "lifecycle:      %s\n", lc)
+	fmt.Fprintf(w, "ueid:           %x\n", ueid)
+	idk, err := d.TPM().IdentityKeys(ctx, make([]byte, 16))
+	if err != nil {
+		return err
+	}
+	for _, k := range []struct {
+		name string
+		pub  crypto.PublicKey
+	}{{"IAK", idk.IAK}, {"IDevID key", idk.IDevID}} {
+		der, err := pluton.MarshalPublicKey(k.pub)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s:\n", k.name)
+		if err := pem.Encode(w, &pem.Block{Type: "PUBLIC KEY", Bytes: der}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printInfo(ctx context.Context, w io.Writer, chip *soft.Chip) error {

@@ -17,6 +17,13 @@ func (f *deviceFlags) openDevice(cmd *cobra.Command) (*device.Device, error) {
 	if f.state == "" {
 		return nil, errors.New("--state DIR is required")
 	}
+	if f.onTPM() {
+		o, err := f.tpmOptions(cmd)
+		if err != nil {
+			return nil, err
+		}
+		return device.OpenTPM(cmd.Context(), f.state, o)
+	}
 	log, err := f.logger(cmd)
 	if err != nil {
 		return nil, err
