@@ -68,6 +68,21 @@ const (
 	// ProfileStation is a factory station's clientAuth certificate, bound
 	// to the station's name and the products it may provision.
 	ProfileStation Profile = "station"
+	// ProfileIDevIDInjected is the IDevID of a chip whose device key was
+	// made in the factory HSM and wrapped for the chip (DESIGN.md,
+	// "Injected identity"): the same certificate as [ProfileIDevID]
+	// (without a DiceTcbInfo), issued for [IssueRequest.PublicKey]
+	// instead of a CSR.
+	//
+	// Such a key has no proof of possession to give: the HSM makes it
+	// without CKA_SIGN (it must never sign there) and the chip holds it
+	// only once it has unwrapped the blob, after issuance. What stands in
+	// for the proof is the provisioning service's own checks before it
+	// asks: the key is the one the HSM made and wrapped for the chip whose
+	// DeviceID signed the transport-key statement over the service's
+	// nonce. So only a caller that made those checks may use this
+	// profile; a CA reachable by stations must not offer it.
+	ProfileIDevIDInjected Profile = "idevid-injected"
 )
 
 // IssueRequest asks for one certificate.
@@ -76,8 +91,12 @@ type IssueRequest struct {
 	// signature (the proof of possession) and the extensions it asks for
 	// are checked before anything is signed (see [ParseCSR]). Its subject
 	// is ignored: each profile sets its own.
-	CSR     []byte
-	Profile Profile
+	CSR []byte
+	// PublicKey is the DER SubjectPublicKeyInfo to certify, with
+	// [ProfileIDevIDInjected] only, which takes no CSR. It is checked
+	// for its type, curve and size as a CSR's key is.
+	PublicKey []byte
+	Profile   Profile
 	// Product whose intermediate issues (IDevID, operational).
 	Product string
 	// UEID of the device (IDevID, operational): [MinUEIDSize] to

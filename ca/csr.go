@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -304,4 +305,52 @@ func csrExtension(csr *x509.CertificateRequest, id asn1.ObjectIdentifier) []byte
 		}
 	}
 	return nil
+}
+
+// MaxPublicKeySize bounds a bare DER SubjectPublicKeyInfo
+// ([IssueRequest.PublicKey]); an RSA-4096 key takes 550 bytes.
+const MaxPublicKeySize = 2048
+
+// ParsePublicKey parses an untrusted DER SubjectPublicKeyInfo (RFC 5280,
+// §4.1.2.7) with the checks [ParseCSR] makes of a CSR's key: its size (at
+// most [MaxPublicKeySize] bytes: [ErrTooLarge]), its algorithm and curve
+// judged from the OIDs before parsing, then the parsed key's type and size
+// ([ErrKeyType]); malformed input is [ErrMalformedCSR]. It is the key of
+// an [ProfileIDevIDInjected] request, which has no CSR.
+func ParsePublicKey(der []byte) (crypto.PublicKey, error) {
+	if len(der) > MaxPublicKeySize {
+		return nil, refuse(ErrTooLarge, "public key of %d bytes, at most %d", len(der), MaxPublicKeySize)
+	}
+	in := cryptobyte.String(der)
+	var spki, algID cryptobyte.String
+	var alg asn1.ObjectIdentifier
+	if !in.ReadASN1(&spki, cbasn1.SEQUENCE) || !in.Empty() ||
+		!spki.ReadASN1(&algID, cbasn1.SEQUENCE) || !algID.ReadASN1ObjectIdentifier(&alg) {
+		return nil, refuse(ErrMalformedCSR, "not a DER SubjectPublicKeyInfo")
+	}
+	if err := checkKeyAlgorithm(alg, algID); err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, refuse(ErrMalformedCSR, "public key: %v", err)
+	}
+	if err := checkPublicKey(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// publicKeyAlgorithm names the x509 algorithm of a key checkPublicKey
+// accepted.
+func publicKeyAlgorithm(k crypto.PublicKey) x509.PublicKeyAlgorithm {
+	switch k.(type) {
+	case *ecdsa.PublicKey:
+		return x509.ECDSA
+	case ed25519.PublicKey:
+		return x509.Ed25519
+	case *rsa.PublicKey:
+		return x509.RSA
+	}
+	return x509.UnknownPublicKeyAlgorithm
 }

@@ -57,7 +57,9 @@ type Products map[string]asn1.ObjectIdentifier
 // what a backend signs. Build it with [Check].
 type Checked struct {
 	Profile Profile
-	// CSR is the parsed request, its signature verified.
+	// CSR is the parsed request, its signature verified. For
+	// [ProfileIDevIDInjected], which has no CSR, only PublicKeyAlgorithm,
+	// PublicKey and RawSubjectPublicKeyInfo are set.
 	CSR *x509.CertificateRequest
 	// Product, UEID and HWType for IDevID and operational certificates.
 	Product string
@@ -86,6 +88,9 @@ type Checked struct {
 //     tcg-dice-Ueid extension it must be this UEID. An IDevID takes no
 //     Validity; an operational certificate takes [MinValidity] to
 //     [MaxOperationalValidity].
+//   - injected IDevID ([ProfileIDevIDInjected]): as an IDevID, but with
+//     no CSR: PublicKey, parsed by [ParsePublicKey], is the key to certify.
+//     Every other profile refuses a PublicKey.
 //   - station: Station is a name ([MaxNameLen] bytes of letters, digits,
 //     '.', '-', '_'); Products are 1 to [MaxStationProducts] distinct
 //     products of products; Product and UEID must be empty; Validity is
@@ -96,7 +101,7 @@ func Check(req *IssueRequest, products Products) (*Checked, error) {
 	}
 	c := &Checked{Profile: req.Profile}
 	switch req.Profile {
-	case ProfileIDevID, ProfileOperational:
+	case ProfileIDevID, ProfileOperational, ProfileIDevIDInjected:
 		if req.Station != "" || len(req.Products) != 0 {
 			return nil, refuse(ErrInvalidField, "a %s request names no station or station products", req.Profile)
 		}
@@ -117,7 +122,7 @@ func Check(req *IssueRequest, products Products) (*Checked, error) {
 			return nil, refuse(ErrInvalidField, "UEID of %d bytes, at least %d", n, MinUEIDSize)
 		}
 		c.Product, c.UEID, c.HWType = req.Product, bytes.Clone(req.UEID), slices.Clone(hw)
-		if req.Profile == ProfileIDevID {
+		if req.Profile != ProfileOperational {
 			if req.Validity != 0 {
 				return nil, refuse(ErrInvalidField, "an IDevID's validity is fixed (notAfter 99991231235959Z)")
 			}
@@ -161,6 +166,26 @@ func Check(req *IssueRequest, products Products) (*Checked, error) {
 		return nil, refuse(ErrUnknownProfile, "profile %q", clip(string(req.Profile)))
 	}
 
+	if req.Profile == ProfileIDevIDInjected {
+		if len(req.CSR) != 0 {
+			return nil, refuse(ErrInvalidField, "an injected IDevID request takes a public key, not a CSR")
+		}
+		pub, err := ParsePublicKey(req.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		// The backends read the key from CSR: only its public key fields
+		// are set, and no signature (see ProfileIDevIDInjected).
+		c.CSR = &x509.CertificateRequest{
+			PublicKeyAlgorithm:      publicKeyAlgorithm(pub),
+			PublicKey:               pub,
+			RawSubjectPublicKeyInfo: bytes.Clone(req.PublicKey),
+		}
+		return c, nil
+	}
+	if len(req.PublicKey) != 0 {
+		return nil, refuse(ErrInvalidField, "only an injected IDevID request takes a bare public key")
+	}
 	csr, err := ParseCSR(req.CSR)
 	if err != nil {
 		return nil, err
@@ -205,7 +230,8 @@ type TemplateOptions struct {
 	CRLDistributionPoints []string
 }
 
-// Template returns the certificate c's profile calls for, to be signed by
+// Template returns the certificate c's profile calls for (an injected
+// IDevID is an IDevID without DiceTcbInfo), to be signed by
 // the issuing CA's certificate (which sets issuer and the authority key
 // identifier) at time now:
 //
@@ -249,7 +275,7 @@ func (c *Checked) Template(serial *big.Int, now time.Time, opts *TemplateOptions
 	}
 	var san []byte
 	switch c.Profile {
-	case ProfileIDevID, ProfileOperational:
+	case ProfileIDevID, ProfileOperational, ProfileIDevIDInjected:
 		t.Subject.CommonName = c.Product
 		t.Subject.SerialNumber = hex.EncodeToString(c.UEID)
 		san, err = MarshalHardwareModuleName(c.HWType, c.UEID)
@@ -264,7 +290,7 @@ func (c *Checked) Template(serial *big.Int, now time.Time, opts *TemplateOptions
 	}
 	t.ExtraExtensions = append(t.ExtraExtensions, pkix.Extension{Id: oidExtSubjectAltName, Value: san})
 	switch c.Profile {
-	case ProfileIDevID:
+	case ProfileIDevID, ProfileIDevIDInjected:
 		t.NotAfter = NotAfterForever()
 		if c.TcbInfo != nil {
 			t.ExtraExtensions = append(t.ExtraExtensions, pkix.Extension{Id: oidDiceTcbInfo(), Value: bytes.Clone(c.TcbInfo)})

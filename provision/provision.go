@@ -64,6 +64,52 @@
 // appends to it), so the look-up-then-append of the recovery path is not raced
 // by another appender.
 //
+// # Injected identity
+//
+// A product configured with Identity: Injected (DESIGN.md, "Injected
+// identity") has its device keys made by the factory HSM, behind an
+// Injector (provision/hsminject adapts an *hsm.Module), and its chips go
+// through ProvisionInjected instead of Provision. The chip sends no CSR but
+// an ECDH transport key, in a statement its DeviceID key signed over the
+// same nonce as its evidence (pluton/soft, TransportKey). Checks 1 to 3
+// and 5 are Provision's; check 4 becomes: the statement verifies with the
+// DeviceID key of the evidence's chain (its last, self-signed
+// certificate), carries the evidence's nonce and names the request's UEID
+// (ErrTransportKey). Then:
+//
+//  1. Reserve records the chip with the DeviceID key as its key, as
+//     Provision does, so clone detection is unchanged (same UEID, another
+//     DeviceID: a clone), and with the HSM label its device key will have
+//     (rootline-idevid- and the hex SHA-256 of the UEID), before the key
+//     exists.
+//  2. If no device key is recorded, any key with that label is an orphan
+//     of an attempt that crashed before recording it, never certified: it
+//     is destroyed, a new key made and wrapped for the chip
+//     (Injector.InjectKey), and its public key recorded
+//     (registry.SetInjectedKey). If one is recorded, it is wrapped again
+//     for the chip (Injector.WrapKey), with a fresh ephemeral key. The
+//     per-device secrets are derived and wrapped (Injector.DeriveSecret).
+//     All this before anything is issued: an HSM that cannot do it (a
+//     missing mechanism: ErrInjection wrapping the HSM's error) issues
+//     nothing.
+//  3. The CA issues the IDevID for the recorded key with
+//     ca.ProfileIDevIDInjected: an injected key has no proof of
+//     possession to give (the HSM key cannot sign, the chip does not hold
+//     it yet); the checks above stand in for it. Then MarkIssued and the
+//     log, exactly as for Provision, with the same crash recovery.
+//
+// The result is the IDevID chain, the key blob and the secret blobs. Before
+// Confirm, a retry returns the same certificate and the same key wrapped
+// again (the chip takes it as a no-op: device.InstallInjected). Confirm
+// destroys the HSM's copy (Injector.DestroyKey), records it
+// (registry.MarkInjectedKeyDestroyed), then completes the record; from
+// then on a retry returns the certificate alone. A crash between the
+// destruction and its record leaves a record whose key is gone: a
+// ProvisionInjected then fails (ErrInjection, key not found) until the
+// station's Confirm is repeated, which finishes the job. A chip that never
+// confirms keeps its key on the HSM: such records are Issued with
+// Injected.PublicKey set and Injected.DestroyedAt zero (registry.List).
+//
 // # Nonces
 //
 // A nonce is stateless: window || random || HMAC-SHA-256(NonceKey, label ||
@@ -163,6 +209,12 @@ type ProductPolicy struct {
 	// ("bootloader", "os", "app"). Every layer measured must be named
 	// here, and every layer named here must be measured.
 	ReferenceValues map[string]LayerReference
+	// Identity says where the product's device keys are made: OnChip (the
+	// default; Provision) or Injected (ProvisionInjected), which needs
+	// Injection.
+	Identity IdentityMode
+	// Injection configures an Injected product.
+	Injection *InjectionPolicy
 }
 
 // Config configures New.
@@ -255,6 +307,9 @@ func New(cfg *Config) (*Service, error) {
 		}
 		if len(p.ReferenceValues) == 0 {
 			return nil, fmt.Errorf("provision: product %q has no reference values", name)
+		}
+		if err := p.validateIdentity(); err != nil {
+			return nil, fmt.Errorf("provision: product %q: %w", name, err)
 		}
 		products[name] = p
 	}
@@ -391,36 +446,10 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 		return nil, fmt.Errorf("%w: product or lot missing or too long", ErrBadRequest)
 	}
 
-	// 1. The nonce, from the untrusted evidence: parsed, not yet verified.
-	// Spending it first means a nonce serves at most one attempt.
-	tok, err := evidence.Parse(req.Evidence)
+	// 1. to 3.: the nonce, the station and product, the evidence.
+	tok, policy, err := s.checkChip(station, req.Product, req.UEID, req.Evidence, OnChip)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEvidence, err)
-	}
-	nonce := tok.Claims.Nonce
-	if err := s.spendNonce(station.Name, nonce); err != nil {
 		return nil, err
-	}
-
-	// 2. The station and the product.
-	policy, ok := s.products[req.Product]
-	if !ok || !slices.Contains(station.Products, req.Product) {
-		return nil, fmt.Errorf("%w: station %q, product %q", ErrStationNotAllowed, station.Name, req.Product)
-	}
-
-	// 3. The evidence.
-	tok, err = evidence.Verify(req.Evidence, &evidence.VerifyOptions{Nonce: nonce})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEvidence, err)
-	}
-	cl := tok.Claims
-	switch {
-	case !bytes.Equal(cl.UEID, req.UEID):
-		return nil, fmt.Errorf("%w: evidence UEID %x, request UEID %x", ErrEvidence, cl.UEID, req.UEID)
-	case cl.Product != req.Product:
-		return nil, fmt.Errorf("%w: evidence product %q, request product %q", ErrEvidence, cl.Product, req.Product)
-	case cl.Lifecycle != pluton.Manufacturing && cl.Lifecycle != pluton.Provisioned:
-		return nil, fmt.Errorf("%w: chip in lifecycle %v", ErrEvidence, cl.Lifecycle)
 	}
 
 	// 4. The CSR's key is the DeviceID key the evidence chains to.
@@ -438,14 +467,13 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 	}
 
 	// 5. The test firmware's measurements.
-	if err := checkReferences(policy.ReferenceValues, cl.Layers); err != nil {
+	if err := checkReferences(policy.ReferenceValues, tok.Claims.Layers); err != nil {
 		return nil, err
 	}
 
 	// 6. Record, issue, log. Requests for one UEID are serialised here.
-	mu := &s.locks[sha256.Sum256(req.UEID)[0]]
-	mu.Lock()
-	defer mu.Unlock()
+	unlock := s.lock(req.UEID)
+	defer unlock()
 	rec, err := s.reg.Reserve(ctx, &registry.ReserveRequest{
 		UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
 		Product: req.Product, Lot: req.Lot, Station: station.Name,
@@ -456,18 +484,39 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 	if rec.Product != req.Product {
 		return nil, fmt.Errorf("%w: chip already registered for product %q", ErrBadRequest, rec.Product)
 	}
+	if rec.Injected != nil {
+		return nil, fmt.Errorf("%w: chip was registered for an injected identity", ErrBadRequest)
+	}
+	return s.issueAndLog(ctx, station.Name, policy, req.Lot, rec, func() (*x509.Certificate, error) {
+		return s.issue(ctx, policy, req, csr)
+	})
+}
+
+// lock serialises the requests for one UEID within this Service.
+func (s *Service) lock(ueid []byte) (unlock func()) {
+	mu := &s.locks[sha256.Sum256(ueid)[0]]
+	mu.Lock()
+	return mu.Unlock
+}
+
+// issueAndLog takes a reserved chip through issuance (when its record is
+// Issuing: issue, then MarkIssued) and the log, and returns its chain. See
+// the package documentation, "Issuance, and crashes".
+func (s *Service) issueAndLog(ctx context.Context, station string, policy *ProductPolicy, lot string, rec *registry.Record,
+	issue func() (*x509.Certificate, error)) (*Result, error) {
+	ueid := rec.UEID
 	fresh := false
 	if rec.State == registry.Issuing {
-		cert, err := s.issue(ctx, policy, req, csr)
+		cert, err := issue()
 		if err != nil {
 			return nil, err
 		}
-		rec, err = s.reg.MarkIssued(ctx, req.UEID, cert.Raw, cert.SerialNumber)
+		rec, err = s.reg.MarkIssued(ctx, ueid, cert.Raw, cert.SerialNumber)
 		switch {
 		case errors.Is(err, registry.ErrWrongState):
 			// Another replica recorded its certificate first: ours is
 			// discarded, never logged nor delivered.
-			if rec, err = s.reg.Get(ctx, req.UEID); err != nil {
+			if rec, err = s.reg.Get(ctx, ueid); err != nil {
 				return nil, fmt.Errorf("provision: %w", err)
 			}
 		case err != nil:
@@ -477,21 +526,65 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 		}
 	}
 	if rec.State == registry.Issuing || len(rec.Certificate) == 0 {
-		return nil, fmt.Errorf("provision: chip %x has no certificate after issuance", req.UEID)
+		return nil, fmt.Errorf("provision: chip %x has no certificate after issuance", ueid)
 	}
 	idx, err := s.logged(ctx, rec.Certificate, fresh)
 	if err != nil {
 		return nil, err
 	}
 	if fresh {
-		s.logger.Info("chip issued", "station", station.Name, "product", req.Product, "lot", req.Lot,
-			"ueid", fmt.Sprintf("%x", req.UEID), "serial", ca.Hex(rec.Serial), "log_index", idx)
+		s.logger.Info("chip issued", "station", station, "product", rec.Product, "lot", lot,
+			"ueid", fmt.Sprintf("%x", ueid), "serial", ca.Hex(rec.Serial), "log_index", idx, "injected", rec.Injected != nil)
 	}
 	chain := [][]byte{bytes.Clone(rec.Certificate)}
 	for _, c := range policy.Chain {
 		chain = append(chain, c.Raw)
 	}
 	return &Result{Chain: chain, LogIndex: idx, Issued: fresh}, nil
+}
+
+// checkChip makes checks 1 to 3 of the package documentation: the nonce
+// (read from the untrusted evidence), the station and the product (whose
+// identity must be mode), and the evidence, which must describe the chip
+// ueid of product.
+func (s *Service) checkChip(station Station, product string, ueid, ev []byte, mode IdentityMode) (*evidence.Token, *ProductPolicy, error) {
+	// 1. The nonce, from the untrusted evidence: parsed, not yet verified.
+	// Spending it first means a nonce serves at most one attempt.
+	tok, err := evidence.Parse(ev)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrEvidence, err)
+	}
+	nonce := tok.Claims.Nonce
+	if err := s.spendNonce(station.Name, nonce); err != nil {
+		return nil, nil, err
+	}
+
+	// 2. The station and the product.
+	policy, ok := s.products[product]
+	if !ok || !slices.Contains(station.Products, product) {
+		return nil, nil, fmt.Errorf("%w: station %q, product %q", ErrStationNotAllowed, station.Name, product)
+	}
+	if policy.Identity != mode {
+		return nil, nil, fmt.Errorf("%w: product %q has identity %v, this request is for %v", ErrBadRequest, product, policy.Identity, mode)
+	}
+
+	// 3. The evidence.
+	tok, err = evidence.Verify(ev, &evidence.VerifyOptions{Nonce: nonce})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrEvidence, err)
+	}
+	cl := tok.Claims
+	switch {
+	case !bytes.Equal(cl.UEID, ueid):
+		return nil, nil, fmt.Errorf("%w: evidence UEID %x, request UEID %x", ErrEvidence, cl.UEID, ueid)
+	case cl.Product != product:
+		return nil, nil, fmt.Errorf("%w: evidence product %q, request product %q", ErrEvidence, cl.Product, product)
+	case cl.Lifecycle != pluton.Manufacturing && cl.Lifecycle != pluton.Provisioned:
+		return nil, nil, fmt.Errorf("%w: chip in lifecycle %v", ErrEvidence, cl.Lifecycle)
+	case len(tok.Chain) == 0:
+		return nil, nil, fmt.Errorf("%w: no certificate chain", ErrEvidence)
+	}
+	return tok, policy, nil
 }
 
 func (s *Service) issue(ctx context.Context, policy *ProductPolicy, req *Request, csr *x509.CertificateRequest) (*x509.Certificate, error) {
@@ -584,6 +677,11 @@ func checkReferences(refs map[string]LayerReference, layers []evidence.Measureme
 // Confirm records that the station wrote the chain into the chip and the
 // chip moved to Provisioned: the record becomes COMPLETE. Repeating it is
 // harmless. The station must be allowed for the chip's product.
+//
+// For a chip of an injected identity, the HSM's copy of its device key is
+// destroyed first, and its destruction recorded, then the record becomes
+// COMPLETE; each step is repeated by a repeated Confirm until all are
+// done. From then on ProvisionInjected returns the certificate alone.
 func (s *Service) Confirm(ctx context.Context, station Station, ueid []byte) error {
 	if len(ueid) == 0 || len(ueid) > registry.MaxUEIDLen {
 		return fmt.Errorf("%w: UEID of %d bytes", ErrBadRequest, len(ueid))
@@ -594,6 +692,11 @@ func (s *Service) Confirm(ctx context.Context, station Station, ueid []byte) err
 	}
 	if !slices.Contains(station.Products, rec.Product) {
 		return fmt.Errorf("%w: station %q, product %q", ErrStationNotAllowed, station.Name, rec.Product)
+	}
+	if in := rec.Injected; in != nil && in.PublicKey != nil && in.DestroyedAt.IsZero() && rec.State != registry.Issuing {
+		if err := s.destroyInjected(ctx, rec); err != nil {
+			return err
+		}
 	}
 	if _, err := s.reg.Complete(ctx, ueid); err != nil {
 		return fmt.Errorf("provision: %w", err)

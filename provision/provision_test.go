@@ -667,9 +667,12 @@ func TestProvisionConcurrent(t *testing.T) {
 // "end-to-end" is one station driving one chip at a time (nonce, chip's
 // FactoryRequest, Provision, InstallIdentity, Confirm; making and booting the
 // chip is not timed); "service" is the service's part alone (Provision and
-// Confirm, requests made beforehand) with 8 concurrent stations.
+// Confirm, requests made beforehand) with 8 concurrent stations;
+// "injected" is "end-to-end" for a product of injected identity, with the
+// device key made, wrapped and destroyed on SoftHSM2 (benchmarkInjected).
 func BenchmarkProvision(b *testing.B) {
 	ctx := context.Background()
+	b.Run("injected", benchmarkInjected)
 	b.Run("end-to-end", func(b *testing.B) {
 		e := newEnv(b)
 		for b.Loop() {

@@ -72,7 +72,8 @@ type ops struct {
 	now func() time.Time
 }
 
-const recordColumns = `ueid, spki, product, lot, station, state, certificate, serial, created_ns, issued_ns, completed_ns`
+const recordColumns = `ueid, spki, product, lot, station, state, certificate, serial, created_ns, issued_ns, completed_ns,
+	inject_label, inject_spki, inject_destroyed_ns`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -83,10 +84,20 @@ func scanRecord(s scanner) (*Record, error) {
 		serial            sql.NullString
 		created           int64
 		issued, completed sql.NullInt64
+		injLabel          sql.NullString
+		injSPKI           []byte
+		injDestroyed      sql.NullInt64
 	)
 	if err := s.Scan(&r.UEID, &r.PublicKey, &r.Product, &r.Lot, &r.Station, &state,
-		&r.Certificate, &serial, &created, &issued, &completed); err != nil {
+		&r.Certificate, &serial, &created, &issued, &completed,
+		&injLabel, &injSPKI, &injDestroyed); err != nil {
 		return nil, err
+	}
+	if injLabel.Valid {
+		r.Injected = &InjectedKey{Label: injLabel.String, PublicKey: injSPKI}
+		if injDestroyed.Valid {
+			r.Injected.DestroyedAt = time.Unix(0, injDestroyed.Int64).UTC()
+		}
 	}
 	r.State = State(state)
 	if r.State < Issuing || r.State > Complete {
@@ -178,9 +189,13 @@ func (o *ops) reserve(req *ReserveRequest) op {
 		// The row did not exist when read; if another transaction has
 		// inserted it since, insert nothing and start again, to answer
 		// as Reserve does for a known UEID.
-		res, err := q.ExecContext(ctx, o.d.q(`INSERT INTO devices (ueid, spki, product, lot, station, state, created_ns)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ueid) DO NOTHING`),
-			req.UEID, req.PublicKey, req.Product, req.Lot, req.Station, int64(Issuing), now)
+		var label sql.NullString
+		if req.InjectLabel != "" {
+			label = sql.NullString{String: req.InjectLabel, Valid: true}
+		}
+		res, err := q.ExecContext(ctx, o.d.q(`INSERT INTO devices (ueid, spki, product, lot, station, state, created_ns, inject_label)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ueid) DO NOTHING`),
+			req.UEID, req.PublicKey, req.Product, req.Lot, req.Station, int64(Issuing), now, label)
 		if err != nil {
 			return nil, nil, fmt.Errorf("registry: recording UEID %x: %w", req.UEID, err)
 		}
@@ -195,7 +210,7 @@ func (o *ops) reserve(req *ReserveRequest) op {
 				return nil, nil, fmt.Errorf("registry: spending quota: %w", err)
 			}
 		}
-		return &Record{
+		rec = &Record{
 			UEID:      bytes.Clone(req.UEID),
 			PublicKey: bytes.Clone(req.PublicKey),
 			Product:   req.Product,
@@ -203,7 +218,11 @@ func (o *ops) reserve(req *ReserveRequest) op {
 			Station:   req.Station,
 			State:     Issuing,
 			Created:   time.Unix(0, now).UTC(),
-		}, nil, nil
+		}
+		if label.Valid {
+			rec.Injected = &InjectedKey{Label: req.InjectLabel}
+		}
+		return rec, nil, nil
 	}
 }
 
@@ -276,6 +295,81 @@ func (o *ops) complete(ueid []byte) op {
 		}
 		rec.State = Complete
 		rec.CompletedAt = time.Unix(0, now).UTC()
+		return rec, nil, nil
+	}
+}
+
+func validInjectedKey(ueid, spki []byte) error {
+	if err := validUEID(ueid); err != nil {
+		return err
+	}
+	if len(spki) == 0 || len(spki) > MaxPublicKeyLen {
+		return fmt.Errorf("%w: injected public key length %d not in [1, %d]", ErrInvalidRequest, len(spki), MaxPublicKeyLen)
+	}
+	return nil
+}
+
+func (o *ops) setInjectedKey(ueid, spki []byte) op {
+	return func(ctx context.Context, q querier) (*Record, error, error) {
+		const opName = "set injected key"
+		rec, err := o.getForUpdate(ctx, q, ueid)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case rec.Injected == nil:
+			return nil, nil, &StateError{UEID: bytes.Clone(ueid), Op: opName, State: rec.State,
+				Reason: "the chip was not reserved for an injected key"}
+		case rec.Injected.PublicKey != nil:
+			if bytes.Equal(rec.Injected.PublicKey, spki) {
+				return rec, nil, nil // repeated: the same answer
+			}
+			return nil, nil, &StateError{UEID: bytes.Clone(ueid), Op: opName, State: rec.State,
+				Reason: "another injected key is already recorded"}
+		case rec.State != Issuing:
+			return nil, nil, &StateError{UEID: bytes.Clone(ueid), Op: opName, State: rec.State,
+				Reason: "the certificate was issued without an injected key"}
+		}
+		res, err := q.ExecContext(ctx, o.d.q(`UPDATE devices SET inject_spki = ? WHERE ueid = ? AND state = ? AND inject_spki IS NULL`),
+			spki, ueid, int64(Issuing))
+		if err != nil {
+			return nil, nil, fmt.Errorf("registry: recording injected key of UEID %x: %w", ueid, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return nil, nil, fmt.Errorf("registry: recording injected key of UEID %x: %d rows changed (%v)", ueid, n, err)
+		}
+		rec.Injected.PublicKey = bytes.Clone(spki)
+		return rec, nil, nil
+	}
+}
+
+func (o *ops) markInjectedKeyDestroyed(ueid []byte) op {
+	return func(ctx context.Context, q querier) (*Record, error, error) {
+		const opName = "destroy injected key"
+		rec, err := o.getForUpdate(ctx, q, ueid)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case rec.Injected == nil || rec.Injected.PublicKey == nil:
+			return nil, nil, &StateError{UEID: bytes.Clone(ueid), Op: opName, State: rec.State,
+				Reason: "the chip has no recorded injected key"}
+		case !rec.Injected.DestroyedAt.IsZero():
+			return rec, nil, nil // repeated: the same answer
+		case rec.State == Issuing:
+			return nil, nil, &StateError{UEID: bytes.Clone(ueid), Op: opName, State: rec.State,
+				Reason: "no certificate is recorded yet"}
+		}
+		now := o.now().UnixNano()
+		res, err := q.ExecContext(ctx, o.d.q(`UPDATE devices SET inject_destroyed_ns = ? WHERE ueid = ? AND inject_destroyed_ns IS NULL`),
+			now, ueid)
+		if err != nil {
+			return nil, nil, fmt.Errorf("registry: recording destruction of the injected key of UEID %x: %w", ueid, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return nil, nil, fmt.Errorf("registry: recording destruction of the injected key of UEID %x: %d rows changed (%v)", ueid, n, err)
+		}
+		rec.Injected.DestroyedAt = time.Unix(0, now).UTC()
 		return rec, nil, nil
 	}
 }

@@ -156,6 +156,20 @@ func (p *Postgres) MarkIssued(ctx context.Context, ueid, certDER []byte, serial 
 	return p.write(ctx, p.markIssued(ueid, certDER, serial))
 }
 
+func (p *Postgres) SetInjectedKey(ctx context.Context, ueid, spki []byte) (*Record, error) {
+	if err := validInjectedKey(ueid, spki); err != nil {
+		return nil, err
+	}
+	return p.write(ctx, p.setInjectedKey(ueid, spki))
+}
+
+func (p *Postgres) MarkInjectedKeyDestroyed(ctx context.Context, ueid []byte) (*Record, error) {
+	if err := validUEID(ueid); err != nil {
+		return nil, err
+	}
+	return p.write(ctx, p.markInjectedKeyDestroyed(ueid))
+}
+
 func (p *Postgres) Complete(ctx context.Context, ueid []byte) (*Record, error) {
 	if err := validUEID(ueid); err != nil {
 		return nil, err

@@ -108,6 +108,25 @@ type Record struct {
 	Created     time.Time
 	IssuedAt    time.Time // zero while Issuing
 	CompletedAt time.Time // zero until Complete
+	// Injected is the device key the factory HSM made for the chip, for
+	// a product whose identity is injected; nil for a chip that made its
+	// own key. PublicKey stays the DeviceID key either way.
+	Injected *InjectedKey
+}
+
+// InjectedKey is what the registry knows of a device key made in the
+// factory HSM and wrapped for one chip (DESIGN.md, "Injected identity").
+type InjectedKey struct {
+	// Label names the key on the HSM. It is recorded by Reserve, before
+	// the key is made, so that a key made by a process that crashed
+	// before recording it is found again (and destroyed) on the retry.
+	Label string
+	// PublicKey is the key's DER SubjectPublicKeyInfo, the key the IDevID
+	// certifies; nil until SetInjectedKey records it.
+	PublicKey []byte
+	// DestroyedAt is when the HSM's copy was destroyed (after the chip
+	// confirmed); zero until then.
+	DestroyedAt time.Time
 }
 
 // Incident records a clone: a known UEID presented with another key.
@@ -145,6 +164,11 @@ type ReserveRequest struct {
 	Product   string
 	Lot       string
 	Station   string
+	// InjectLabel, for a product whose identity is injected, names the
+	// device key the HSM will make for this chip: recorded with the chip
+	// before the key exists. Empty for a chip that makes its own key. A
+	// chip reserved again keeps the label it was first reserved with.
+	InjectLabel string
 }
 
 // Validate checks that every field is present and within its bound.
@@ -161,6 +185,9 @@ func (r *ReserveRequest) Validate() error {
 		if err := validName(f.name, f.v); err != nil {
 			return err
 		}
+	}
+	if len(r.InjectLabel) > MaxNameLen {
+		return fmt.Errorf("%w: inject label length %d above %d", ErrInvalidRequest, len(r.InjectLabel), MaxNameLen)
 	}
 	return nil
 }
@@ -203,6 +230,20 @@ type Registry interface {
 	// unchanged; with another certificate, or on an unknown UEID, it fails
 	// (*StateError, ErrNotFound).
 	MarkIssued(ctx context.Context, ueid, certDER []byte, serial *big.Int) (*Record, error)
+
+	// SetInjectedKey records the public key (DER SubjectPublicKeyInfo) of
+	// the device key the HSM made for an injected chip, which must be
+	// Issuing and reserved with an InjectLabel. Repeated with the same key
+	// it returns the record unchanged; another key, another state, or a
+	// chip without a label fail (*StateError, ErrNotFound). Once recorded,
+	// the key is the one the IDevID certifies: it is never replaced.
+	SetInjectedKey(ctx context.Context, ueid, spki []byte) (*Record, error)
+
+	// MarkInjectedKeyDestroyed records that the HSM's copy of an injected
+	// chip's key was destroyed. The chip must be Issued or Complete and
+	// have a recorded injected key; repeated, it returns the record
+	// unchanged.
+	MarkInjectedKeyDestroyed(ctx context.Context, ueid []byte) (*Record, error)
 
 	// Complete moves the chip from Issued to Complete. On a complete chip
 	// it returns the record unchanged; on an Issuing chip it fails with a
@@ -261,7 +302,7 @@ func (e *QuotaError) Unwrap() error { return ErrQuotaExceeded }
 // StateError is returned when a transition is not allowed.
 type StateError struct {
 	UEID   []byte
-	Op     string // "issue" or "complete"
+	Op     string // "issue", "complete", "set injected key", "destroy injected key"
 	State  State  // the chip's state
 	Reason string
 }

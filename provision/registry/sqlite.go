@@ -258,6 +258,20 @@ func (s *SQLite) MarkIssued(ctx context.Context, ueid, certDER []byte, serial *b
 	return s.write(ctx, s.markIssued(ueid, certDER, serial))
 }
 
+func (s *SQLite) SetInjectedKey(ctx context.Context, ueid, spki []byte) (*Record, error) {
+	if err := validInjectedKey(ueid, spki); err != nil {
+		return nil, err
+	}
+	return s.write(ctx, s.setInjectedKey(ueid, spki))
+}
+
+func (s *SQLite) MarkInjectedKeyDestroyed(ctx context.Context, ueid []byte) (*Record, error) {
+	if err := validUEID(ueid); err != nil {
+		return nil, err
+	}
+	return s.write(ctx, s.markInjectedKeyDestroyed(ueid))
+}
+
 func (s *SQLite) Complete(ctx context.Context, ueid []byte) (*Record, error) {
 	if err := validUEID(ueid); err != nil {
 		return nil, err

@@ -41,6 +41,7 @@ func runSuite(t *testing.T, newRegistry factory) {
 		{"List", testList},
 		{"InvalidRequests", testInvalid},
 		{"Reopen", testReopenMigrations},
+		{"InjectedKey", testInjectedKey},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
