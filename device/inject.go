@@ -65,6 +65,9 @@ type TransportRequest struct {
 // its ECDH P-256 transport key statement over the same nonce. The device
 // must be booted (the factory test firmware).
 func (d *Device) TransportRequest(ctx context.Context, nonce []byte) (*TransportRequest, error) {
+	if d.tpm != nil {
+		return nil, fmt.Errorf("%w: identity injection is for the emulated chip", ErrOnTPM)
+	}
 	ev, err := d.Attest(ctx, nonce)
 	if err != nil {
 		return nil, err
@@ -106,6 +109,9 @@ func (d *Device) TransportRequest(ctx context.Context, nonce []byte) (*Transport
 // errors: ErrIdentity, ErrIdentityInstalled, ErrInjected and the chip's
 // *soft.InjectError or *pluton.LifecycleError.
 func (d *Device) InstallInjected(ctx context.Context, blob []byte, secrets [][]byte, chain [][]byte) error {
+	if d.tpm != nil {
+		return fmt.Errorf("%w: identity injection is for the emulated chip", ErrOnTPM)
+	}
 	id, err := d.chip.Identity(ctx)
 	if err != nil {
 		return err
@@ -274,6 +280,9 @@ func (d *Device) injectedKey(ctx context.Context, name string, pub crypto.Public
 // injected. It fails with an error matching fs.ErrNotExist when no IDevID
 // is installed.
 func (d *Device) IdentitySigner(ctx context.Context) (crypto.Signer, error) {
+	if d.tpm != nil {
+		return d.tpm.IDevIDSigner(ctx)
+	}
 	certs, err := d.Identity(ctx)
 	if err != nil {
 		return nil, err

@@ -17,8 +17,12 @@ import (
 // measurements, so it changes when any layer does; an operational
 // certificate for it stops matching after an update, and the device attests
 // again. The caller owns the signer; it holds the private key in memory,
-// as the app layer running on the MCU would.
+// as the app layer running on the MCU would. On a TPM it fails with
+// ErrOnTPM.
 func (d *Device) AliasSigner(ctx context.Context) (crypto.Signer, error) {
+	if d.tpm != nil {
+		return nil, fmt.Errorf("%w: a TPM device has no DICE Alias keys", ErrOnTPM)
+	}
 	st, err := d.current()
 	if err != nil {
 		return nil, err
@@ -36,6 +40,7 @@ func (d *Device) AliasSigner(ctx context.Context) (crypto.Signer, error) {
 // to send with the device's evidence to the attestation verifier
 // (package attest), which issues a short-lived operational certificate for
 // that key when its verdict is affirming.
+// On a TPM it fails with ErrOnTPM.
 func (d *Device) OperationalCSR(ctx context.Context) ([]byte, error) {
 	signer, err := d.AliasSigner(ctx)
 	if err != nil {

@@ -50,6 +50,9 @@ var (
 	ErrTPMPCRs = errors.New("device: the TPM's PCRs do not hold this boot's measurements")
 	// ErrNotTPM: the operation needs a device on a TPM.
 	ErrNotTPM = errors.New("device: not a device on a TPM")
+	// ErrOnTPM: the operation needs the emulated chip (DICE Alias keys,
+	// key injection) and the device runs on a TPM.
+	ErrOnTPM = errors.New("device: not available on a device on a TPM")
 )
 
 // TPMOptions say how to reach the TPM of a device. Exactly one of Address,
