@@ -74,9 +74,9 @@ func refusedVector(c Code) TrustVector {
 	switch c {
 	case CodeMalformed, CodeTooLarge:
 		t.InstanceIdentity = tcUnexpected
-	case CodeSignature, CodeChain, CodeEventLog, CodeNonceInvalid, CodeNonceExpired, CodeNonceReplayed:
+	case CodeSignature, CodeChain, CodeEventLog, CodeNonceInvalid, CodeNonceExpired, CodeNonceReplayed, CodeQuote:
 		t.InstanceIdentity = tcCryptoFailed
-	case CodeUnknownRoot, CodeUnknownDevice, CodeIdentity:
+	case CodeUnknownRoot, CodeUnknownDevice, CodeIdentity, CodeRecord:
 		t.InstanceIdentity, t.Hardware = tcUnrecognized, tcUnrecognized
 	case CodeRevoked, CodeDeviceState, CodeRevocation, CodeCSR:
 		t.InstanceIdentity = tcUntrustworthy

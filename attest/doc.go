@@ -36,9 +36,9 @@
 //     one; the registered IDevID chain verifies to one of Config.Roots
 //     (crypto/x509 path validation); the IDevID is not a CA, is issued by
 //     the next certificate, its HardwareModuleName (RFC 4108) serial
-//     number is the token's UEID and its subject's CN the product, and its
-//     public key is the DeviceID key that anchors the DICE chain —
-//     CodeChain, CodeUnknownRoot, CodeIdentity.
+//     number is the token's UEID and its subject's CN the product; and it
+//     is bound to the token as the device's kind of identity says (below)
+//     — CodeChain, CodeUnknownRoot, CodeIdentity, CodeQuote, CodeRecord.
 //  5. Revocation: a current CRL (thisUpdate ≤ now ≤ nextUpdate) of the
 //     IDevID's issuer, signed by that issuer, is loaded (Config.CRLs,
 //     SetCRLs) and does not list the IDevID — CodeRevocation (fails
@@ -55,14 +55,44 @@
 // device's first Alias certificate is issued under the name of its
 // self-signed DeviceID certificate. So the DICE chain ends with the
 // DeviceID certificate, and the verifier binds it to the factory by key:
-// the IDevID the factory issued certifies the same DeviceID public key.
+// the IDevID the factory issued certifies the same DeviceID public key (or,
+// for an injected identity, the registry binds the DeviceID key to the
+// UEID). A device on a TPM has no DICE chain: its x5chain is its IDevID
+// chain (see "Kinds of identity").
 //
-// Steps 1, 2 and 4 are costly and the same on every attestation of a
-// device: the DICE chain (keyed by the SHA-256 of its certificates) and
+// Steps 1, 2 and 4 (but for a TPM's quote) are costly and the same on
+// every attestation of a device: the DICE chain (keyed by the SHA-256 of its certificates) and
 // the IDevID chain are remembered once verified, in bounded LRU caches
 // (Config.ChainCacheSize). With its chains cached, an attestation costs
 // one signature verification (the token's, checked directly, RFC 9052,
 // §4.4) and one signature (the EAR). Steps 3, 5, 6 and 7 run every time.
+//
+// # Kinds of identity
+//
+// Step 4 binds the IDevID to the token as DeviceRecord.Kind says (the
+// registry export's "kind", provision/export):
+//
+//   - KindDICE (or no kind): the IDevID's public key is the DeviceID key
+//     that anchors the DICE chain, and the registered DeviceID key
+//     (DeviceRecord.DeviceIDKey) if the record has one.
+//   - KindInjected: the IDevID certifies a key the factory HSM made, not
+//     the DeviceID key; the DeviceID key that anchors the DICE chain must
+//     be the one registered for the UEID (DeviceRecord.DeviceIDKey).
+//   - KindTPM: the token's x5chain is the IDevID chain itself (leaf to
+//     root), its leaf the registered IDevID, so the token is signed by the
+//     TPM's IDevID key; that chain is the one verified to the roots. The
+//     registered IAK (DeviceRecord.IAK) is a TPM-resident restricted
+//     signing key whose pluton/tpm.UEID is the token's UEID; the token's
+//     TPM quote is the IAK's, over the eat_nonce, of the registers claim
+//     (tpm.VerifyEvidenceQuote; step 2 replayed the event log to the same
+//     registers) — CodeQuote otherwise; and each layer's digest is that of
+//     an event of a quoted PCR (CodeQuote), since the layer claims are
+//     otherwise only the word of software holding the IDevID key. The
+//     quote is checked on every attestation (it is over the nonce).
+//
+// A record missing what its kind needs (a DeviceID key for KindInjected,
+// an IAK for KindTPM), with one that does not parse or contradicts its
+// IDevID, or naming an unknown kind, is refused with CodeRecord.
 //
 // # Stage 2: Appraise
 //

@@ -47,6 +47,8 @@ const (
 	CodeNonceReplayed Code = "nonce-replayed"     // the nonce was used before
 	CodeBusy          Code = "busy"               // the replay cache is full: try again later
 	CodeRollback      Code = "rollback"           // a counter or a layer's SVN is lower than last accepted
+	CodeQuote         Code = "tpm-quote"          // a TPM device's quote is missing, not by its registered IAK, not over the nonce and registers, or does not cover its layers
+	CodeRecord        Code = "registry-record"    // the registry's record of the device is unusable (unknown kind, missing or malformed DeviceID key or IAK)
 
 	// Stage 2, Appraise: the measurements against the endorsements.
 	CodeUnknownProduct     Code = "unknown-product"     // no reference values for the product

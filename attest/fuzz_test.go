@@ -5,18 +5,23 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/rootline/rootline/pluton"
 )
 
-// FuzzVerify feeds Verify (and Attest) mutations of real tokens: nothing
-// panics, every refusal is an *Error, and only a genuine token is ever
-// accepted.
+// FuzzVerify feeds Verify (and Attest) mutations of real tokens (of an
+// emulated device, a device of an injected identity, a device on a TPM
+// and a synthetic one): nothing panics, every refusal is an *Error, and
+// only a genuine token is ever accepted.
 func FuzzVerify(f *testing.F) {
-	e := newEnv(f, &envOptions{memoryStore: true})
+	e := newEnv(f, &envOptions{memoryStore: true, vendorAlg: pluton.ECDSAP256})
 	d := e.newDevice(2)
+	td := e.newTPMDevice(2)
+	id := e.newInjectedDevice(2)
 	s := e.newSynth()
 	var seeds [][]byte
 	for range 3 {
-		seeds = append(seeds, e.evidence(d.Device))
+		seeds = append(seeds, e.evidence(d.Device), e.evidence(td.Device), e.evidence(id.Device))
 	}
 	n, _ := e.v.Nonce(e.ctx)
 	seeds = append(seeds, s.sign(f, n, s.chain))

@@ -61,6 +61,8 @@ type envOptions struct {
 	cacheSize   int
 	maxNonces   int
 	store       Store
+	// vendorAlg is the vendor's signing algorithm (default ECDSA P-384).
+	vendorAlg pluton.Algorithm
 }
 
 func newEnv(t testing.TB, o *envOptions) *env {
@@ -76,7 +78,11 @@ func newEnv(t testing.TB, o *envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.vendor = boottest.NewVendor(t, product, pluton.ECDSAP384)
+	alg := o.vendorAlg
+	if alg == 0 {
+		alg = pluton.ECDSAP384
+	}
+	e.vendor = boottest.NewVendor(t, product, alg)
 	if o.store != nil {
 		e.store = o.store
 	} else if o.memoryStore {

@@ -25,6 +25,8 @@ import (
 	"github.com/rootline/rootline/internal/nonce"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/evidence"
+	"github.com/rootline/rootline/pluton/measure"
+	"github.com/rootline/rootline/pluton/tpm"
 )
 
 // Defaults and bounds of a Verifier.
@@ -34,7 +36,8 @@ const (
 	// NonceSize is the size of a nonce from Verifier.Nonce.
 	NonceSize = nonce.Size
 	// DefaultChainCacheSize is the default number of verified chains
-	// remembered (DICE chains and IDevID chains each).
+	// remembered (DICE chains and IDevID chains each), and of parsed
+	// registered TPM IAKs.
 	DefaultChainCacheSize = 1 << 14
 	// MaxCRLSize bounds one DER CRL; MaxCRLs the CRLs of a Verifier.
 	MaxCRLSize = 16 << 20
@@ -60,6 +63,26 @@ const (
 	RegistryRetired RegistryState = "retired"
 )
 
+// IdentityKind says how a device's identity was made, and so how Verify
+// binds its evidence to its IDevID (see the package documentation, step 4).
+type IdentityKind string
+
+// Identity kinds, as the registry export names them
+// (provision/export.Kind).
+const (
+	// KindDICE: the chip made its DeviceID key, which the IDevID
+	// certifies, and which anchors the DICE chain of its evidence.
+	KindDICE IdentityKind = "dice"
+	// KindInjected: the factory HSM made the key the IDevID certifies;
+	// the DICE chain of its evidence still grows from the chip's own
+	// DeviceID key, which the registry keeps (DeviceRecord.DeviceIDKey).
+	KindInjected IdentityKind = "injected"
+	// KindTPM: a device on a TPM 2.0. Its evidence is signed by the TPM's
+	// IDevID key with the IDevID chain as x5chain, and carries a quote of
+	// its PCRs by the TPM's attestation key (DeviceRecord.IAK).
+	KindTPM IdentityKind = "tpm"
+)
+
 // DeviceRecord is what the registry knows of a device.
 type DeviceRecord struct {
 	UEID    []byte
@@ -69,6 +92,19 @@ type DeviceRecord struct {
 	// it, then the intermediate(s) above it, DER, leaf first; the root may
 	// be included or left out (Config.Roots are the anchors either way).
 	IDevIDChain [][]byte
+	// Kind is how the device's identity was made. Empty means KindDICE
+	// (a registry that does not say: a version 1 export).
+	Kind IdentityKind
+	// DeviceIDKey is the DER SubjectPublicKeyInfo of the device's DeviceID
+	// key as the factory registered it (registry.Record.PublicKey; for
+	// KindTPM the TPM's IDevID key). Required for KindInjected; for
+	// KindDICE and KindTPM optional, and if present it must be the
+	// IDevID's key.
+	DeviceIDKey []byte
+	// IAK is, for KindTPM, the TPMT_PUBLIC area of the TPM's attestation
+	// key as the factory received and checked it (registry.Record.TPMIAK).
+	// Required for KindTPM, and ignored for the other kinds.
+	IAK []byte
 }
 
 // Devices is the device registry as the verifier sees it.
@@ -95,6 +131,8 @@ func (m *MemoryDevices) Put(r *DeviceRecord) {
 	c := *r
 	c.UEID = bytes.Clone(r.UEID)
 	c.IDevIDChain = slices.Clone(r.IDevIDChain)
+	c.DeviceIDKey = bytes.Clone(r.DeviceIDKey)
+	c.IAK = bytes.Clone(r.IAK)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.m == nil {
@@ -155,8 +193,8 @@ type Config struct {
 	VerifierID VerifierID
 	// PolicyID is the ear.appraisal-policy-id. Default DefaultPolicyID.
 	PolicyID string
-	// ChainCacheSize bounds each cache of verified chains. Default
-	// DefaultChainCacheSize; negative disables caching.
+	// ChainCacheSize bounds each cache of verified chains (and of parsed
+	// TPM IAKs). Default DefaultChainCacheSize; negative disables caching.
 	ChainCacheSize int
 	// Rand feeds the signers and the nonces. Default crypto/rand.Reader.
 	Rand io.Reader
@@ -214,6 +252,7 @@ type Verifier struct {
 
 	diceCache *lru[diceEntry]
 	idCache   *lru[idEntry]
+	iakCache  *lru[iakEntry]
 }
 
 // New returns a Verifier configured by cfg.
@@ -255,7 +294,7 @@ func New(cfg *Config) (*Verifier, error) {
 	if size == 0 {
 		size = DefaultChainCacheSize
 	}
-	v.diceCache, v.idCache = newLRU[diceEntry](size), newLRU[idEntry](size)
+	v.diceCache, v.idCache, v.iakCache = newLRU[diceEntry](size), newLRU[idEntry](size), newLRU[iakEntry](size)
 	var err error
 	if v.earKey, err = newEARKey(cfg.Signer.Public()); err != nil {
 		return nil, err
@@ -440,6 +479,18 @@ func (v *Verified) Chain() []*x509.Certificate { return slices.Clone(v.tok.Chain
 // IDevID returns the device's IDevID certificate.
 func (v *Verified) IDevID() *x509.Certificate { return v.idevid }
 
+// Kind returns how the device's identity was made (KindDICE for a record
+// that does not say).
+func (v *Verified) Kind() IdentityKind { return v.rec.kind() }
+
+// kind is r.Kind, KindDICE if empty.
+func (r *DeviceRecord) kind() IdentityKind {
+	if r.Kind == "" {
+		return KindDICE
+	}
+	return r.Kind
+}
+
 // Time returns when the evidence was verified.
 func (v *Verified) Time() time.Time { return v.at }
 
@@ -512,23 +563,13 @@ func (v *Verifier) Verify(ctx context.Context, req *Request) (*Verified, error) 
 		return nil, refuse(CodeIdentity, nil, "the token names product %q, the registry %q", tok.Claims.Product, rec.Product)
 	}
 	// 4. The IDevID: the registered one, verified to the roots, of this
-	// UEID and of the DICE chain's DeviceID key.
+	// UEID, and bound to the token as the device's kind of identity says.
 	if req.IDevIDChain != nil && !slices.EqualFunc(req.IDevIDChain, rec.IDevIDChain, bytes.Equal) {
 		return nil, refuse(CodeIdentity, nil, "the IDevID chain sent is not the registered one")
 	}
-	id, err := v.verifyIDevID(rec.IDevIDChain)
+	id, err := v.bindIdentity(tok, rec)
 	if err != nil {
 		return nil, err
-	}
-	if !bytes.Equal(id.serial, ueid) {
-		return nil, refuse(CodeIdentity, nil, "the registered IDevID names UEID %x", id.serial)
-	}
-	if id.idevid.Subject.CommonName != rec.Product {
-		return nil, refuse(CodeIdentity, nil, "the registered IDevID is for product %q", clip(id.idevid.Subject.CommonName))
-	}
-	last := tok.Chain[len(tok.Chain)-1]
-	if k, ok := last.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(id.idevid.PublicKey) {
-		return nil, refuse(CodeIdentity, nil, "the token's DeviceID key is not the registered IDevID's")
 	}
 	authenticated := func(e *Error) *Error { e.ueid = bytes.Clone(ueid); return e }
 	// 5. Revocation, on every attestation.
@@ -558,6 +599,148 @@ func (v *Verifier) Verify(ctx context.Context, req *Request) (*Verified, error) 
 		return nil, authenticated(refuse(CodeRollback, nil, "%s", why))
 	}
 	return out, nil
+}
+
+// bindIdentity makes step 4 of Verify for the device's kind of identity,
+// on a token that verifyToken accepted and the device's active record. It
+// returns the IDevID, verified to the roots.
+func (v *Verifier) bindIdentity(tok *evidence.Token, rec *DeviceRecord) (idEntry, error) {
+	ueid := tok.Claims.UEID
+	var id idEntry
+	var err error
+	switch kind := rec.kind(); kind {
+	case KindDICE, KindInjected:
+		id, err = v.verifyIDevID(rec.IDevIDChain)
+	case KindTPM:
+		// The x5chain is the IDevID chain itself, and its leaf the
+		// registered IDevID.
+		if len(rec.IDevIDChain) == 0 || !bytes.Equal(tok.Chain[0].Raw, rec.IDevIDChain[0]) {
+			return idEntry{}, refuse(CodeIdentity, nil, "the token of a device on a TPM is not signed by its registered IDevID")
+		}
+		id, err = v.verifyIDevID(rawChain(tok.Chain))
+	default:
+		return idEntry{}, refuse(CodeRecord, nil, "the registry names identity kind %q", clip(string(kind)))
+	}
+	if err != nil {
+		return idEntry{}, err
+	}
+	if !bytes.Equal(id.serial, ueid) {
+		return idEntry{}, refuse(CodeIdentity, nil, "the registered IDevID names UEID %x", id.serial)
+	}
+	if id.idevid.Subject.CommonName != rec.Product {
+		return idEntry{}, refuse(CodeIdentity, nil, "the registered IDevID is for product %q", clip(id.idevid.Subject.CommonName))
+	}
+	last := tok.Chain[len(tok.Chain)-1]
+	switch rec.kind() {
+	case KindDICE:
+		if !publicKeyEqual(last.PublicKey, id.idevid.PublicKey) {
+			return idEntry{}, refuse(CodeIdentity, nil, "the token's DeviceID key is not the registered IDevID's")
+		}
+		if e := checkDeviceIDKey(rec.DeviceIDKey, id.idevid, false); e != nil {
+			return idEntry{}, e
+		}
+	case KindInjected:
+		// The IDevID certifies the key the factory HSM made; the DICE
+		// chain grows from the chip's own DeviceID key, which the
+		// registry binds to the UEID next to the IDevID.
+		if rec.DeviceIDKey == nil {
+			return idEntry{}, refuse(CodeRecord, nil, "no DeviceID key registered for a device of an injected identity")
+		}
+		if e := checkDeviceIDKey(rec.DeviceIDKey, last, true); e != nil {
+			return idEntry{}, e
+		}
+	case KindTPM:
+		if e := checkDeviceIDKey(rec.DeviceIDKey, id.idevid, false); e != nil {
+			return idEntry{}, e
+		}
+		if e := v.checkTPM(tok, rec); e != nil {
+			return idEntry{}, e
+		}
+	}
+	return id, nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// checkDeviceIDKey checks that the registered DeviceID key spki, if any,
+// is c's key. A mismatch is the token's fault (CodeIdentity) when c is the
+// token's DeviceID certificate (token), the record's (CodeRecord) when c
+// is the registered IDevID. The DER is compared first, then, if it
+// differs, the parsed keys.
+func checkDeviceIDKey(spki []byte, c *x509.Certificate, token bool) *Error {
+	if spki == nil || bytes.Equal(spki, c.RawSubjectPublicKeyInfo) {
+		return nil
+	}
+	k, err := x509.ParsePKIXPublicKey(spki)
+	switch {
+	case err != nil:
+		return refuse(CodeRecord, err, "the registered DeviceID key does not parse")
+	case publicKeyEqual(k, c.PublicKey):
+		return nil
+	case token:
+		return refuse(CodeIdentity, nil, "the token's DeviceID key is not the registered one")
+	}
+	return refuse(CodeRecord, nil, "the registered DeviceID key is not the IDevID's")
+}
+
+// iakEntry is a registered IAK, parsed, and the UEID derived from it.
+type iakEntry struct {
+	key  *ecdsa.PublicKey
+	ueid []byte
+}
+
+// checkTPM checks the TPM quote of a device on a TPM whose token is
+// signed by its registered IDevID: the registered IAK is a TPM-resident
+// restricted signing key whose UEID (pluton/tpm.UEID) is the token's,
+// it signed the token's quote over the token's eat_nonce, of the token's
+// registers claim (tpm.VerifyEvidenceQuote; verifyToken replayed the event
+// log to the same registers), and each layer's digest was extended into a
+// quoted PCR as the event log says: the layer claims are signed by the
+// IDevID, which any software on the device may use, and only what the
+// quote covers is the TPM's word (package device, "Devices on a TPM 2.0").
+func (v *Verifier) checkTPM(tok *evidence.Token, rec *DeviceRecord) *Error {
+	if len(rec.IAK) == 0 {
+		return refuse(CodeRecord, nil, "no IAK registered for a device on a TPM")
+	}
+	// The parsed IAK is remembered in the IAK cache, keyed by its bytes.
+	key := chainKey([][]byte{rec.IAK})
+	iak, ok := v.iakCache.get(key)
+	if !ok {
+		k, err := tpm.ParseIAKPublic(rec.IAK)
+		if err != nil {
+			return refuse(CodeRecord, err, "the registered IAK: %v", err)
+		}
+		u, err := tpm.UEID(k)
+		if err != nil {
+			return refuse(CodeRecord, err, "the registered IAK: %v", err)
+		}
+		iak = iakEntry{key: k, ueid: u}
+		v.iakCache.put(key, iak)
+	}
+	if !bytes.Equal(iak.ueid, tok.Claims.UEID) {
+		return refuse(CodeIdentity, nil, "the UEID %x is not the registered IAK's", tok.Claims.UEID)
+	}
+	if err := tpm.VerifyEvidenceQuote(tok, iak.key); err != nil {
+		return refuse(CodeQuote, err, "%v", err)
+	}
+	q := tok.Claims.TPMQuote
+	if tok.Log == nil {
+		return refuse(CodeQuote, nil, "no event log to bind the layers to the quote")
+	}
+	for _, m := range tok.Claims.Layers {
+		if m.DigestAlg != q.Bank {
+			return refuse(CodeQuote, nil, "layer %q has a %v digest, the quote is of the %v bank", clip(m.Layer), m.DigestAlg, q.Bank)
+		}
+		if !slices.ContainsFunc(tok.Log.Events(), func(e measure.Event) bool {
+			return slices.Contains(q.PCRs, e.Register) && bytes.Equal(e.Digests[q.Bank], m.Digest)
+		}) {
+			return refuse(CodeQuote, nil, "layer %q digest %x is in no quoted PCR", clip(m.Layer), m.Digest)
+		}
+	}
+	return nil
 }
 
 // verifyToken parses the token and checks its signature and DICE chain:

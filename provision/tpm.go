@@ -100,7 +100,9 @@ type TPMRequest struct {
 //     The layer claims are signed by the IDevID, which any software on
 //     the chip may use; only what the quote covers is the TPM's word;
 //  7. the registry records the chip under its UEID with the IDevID key (a
-//     known UEID with another key is a clone: registry.ErrClone).
+//     known UEID with another key is a clone: registry.ErrClone) and the
+//     IAK's public area as received (registry.Record.TPMIAK), which the
+//     export hands to verifiers to check the chip's quotes with.
 //
 // Repeated for the same chip it returns the same certificate.
 func (s *Service) ProvisionTPM(ctx context.Context, station Station, req *TPMRequest) (*Result, error) {
@@ -135,6 +137,7 @@ func (s *Service) provisionTPM(ctx context.Context, station Station, req *TPMReq
 	rec, err := s.reg.Reserve(ctx, &registry.ReserveRequest{
 		UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
 		Product: req.Product, Lot: req.Lot, Station: station.Name,
+		TPMIAK: req.IAKPublic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provision: %w", err)

@@ -22,7 +22,7 @@ func newDemoCommand(g *globals) *cobra.Command {
 	var chips int
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Walk through an emulated chip: identity, compartments, secure and measured boot, evidence",
+		Short: "Walk through rootline: the chip, boot and evidence, the CA, the factory, the field",
 		Long: `Walk through the security subsystem on an emulated chip, printing each
 step with the command that does the same by hand:
 
@@ -43,6 +43,11 @@ step with the command that does the same by hand:
      (CA in SoftHSM2, SQLite registry, issuance log); a station
      provisions --chips chips (1,000); a retry, a clone and a station of another
      product; an inclusion proof from the issuance log
+ 13. the field: the registry export, endorsements and the CA feed the
+     attestation verifier (serve verify, EAR key in SoftHSM2); chip 1's
+     agent attests and gets an EAR and a 24-hour operational
+     certificate, updates its OS and attests again, and, restored from
+     a backup, boots the old OS and is refused for rollback
 
 Each refusal is checked to be the typed error the API promises; the demo
 exits non-zero if anything behaves otherwise.`,
@@ -224,8 +229,14 @@ func runDemo(ctx context.Context, w io.Writer, dir string, opts *soft.Options, c
 		return err
 	}
 	fmt.Fprintf(w, "\n--- Part 4: the factory (in %s)\n", filepath.Join(dir, "factory"))
-	if err := runFactoryDemo(ctx, &demo{w: w, n: caDemo.n, dir: filepath.Join(dir, "factory")},
-		&factoryDemoOptions{HSMDir: caDemo.dir, Logger: opts.Logger, Chips: chips}); err != nil {
+	factory := &demo{w: w, n: caDemo.n, dir: filepath.Join(dir, "factory")}
+	var made factoryDemoResult
+	if err := runFactoryDemo(ctx, factory,
+		&factoryDemoOptions{HSMDir: caDemo.dir, Logger: opts.Logger, Chips: chips, Result: &made}); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n--- Part 5: the field (in %s)\n", filepath.Join(dir, "field"))
+	if err := runFieldDemo(ctx, &demo{w: w, n: factory.n, dir: filepath.Join(dir, "field")}, &made, opts.Logger); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nDone: every operation behaved as the subsystem's API promises.\n")

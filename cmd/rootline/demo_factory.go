@@ -46,6 +46,18 @@ type factoryDemoOptions struct {
 	Logger *slog.Logger
 	// Chips is how many chips the station provisions (at least 2).
 	Chips int
+	// Result, if set, receives what the field part builds on.
+	Result *factoryDemoResult
+}
+
+// factoryDemoResult is what the factory part leaves for the field part.
+type factoryDemoResult struct {
+	caDir    string                              // rootline ca init's directory
+	registry string                              // the SQLite registry file
+	chips    []string                            // the provisioned chips' state directories
+	fw       *factoryFirmware                    // sku-a's firmware and its signing keys
+	products map[string]*provision.ProductPolicy // what the service knew of its products
+	uri      func(object string) string          // PKCS#11 URI of an object in the demo's token
 }
 
 // apiRefusal maps a refusal the station client returns (*api.Error) to the
@@ -216,11 +228,11 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	if _, err := rand.Read(nonceKey[:]); err != nil {
 		return err
 	}
+	products := map[string]*provision.ProductPolicy{"sku-a": {
+		HWType: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}, Chain: []*x509.Certificate{res.inter, res.root}, ReferenceValues: refs,
+	}}
 	svc, err := provision.New(&provision.Config{
-		Registry: reg, Issuer: local, Log: tl, NonceKey: nonceKey[:], Logger: log,
-		Products: map[string]*provision.ProductPolicy{"sku-a": {
-			HWType: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}, Chain: []*x509.Certificate{res.inter, res.root}, ReferenceValues: refs,
-		}},
+		Registry: reg, Issuer: local, Log: tl, NonceKey: nonceKey[:], Logger: log, Products: products,
 	})
 	clear(nonceKey[:])
 	if err != nil {
@@ -464,6 +476,12 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 		d.say("  %s", line)
 	}
 	d.say("chip 2's IDevID is leaf %d: %d-hash inclusion proof verified (translog.VerifyInclusion)", chips[1].res.LogIndex, len(proof))
+	if opts.Result != nil {
+		*opts.Result = factoryDemoResult{caDir: caDir, registry: filepath.Join(dir, "registry.db"), fw: fw, uri: uri, products: products}
+		for _, c := range chips {
+			opts.Result.chips = append(opts.Result.chips, c.dir)
+		}
+	}
 	return nil
 }
 
@@ -504,6 +522,14 @@ type factoryFirmware struct {
 	rootHash []byte
 	policy   []byte
 	images   map[boot.Layer][]byte
+	// signers are the layers' image-signing keys (in memory: the demo's
+	// device maker), for the field releases that follow.
+	signers map[boot.Layer]crypto.Signer
+}
+
+// sign makes a signed image of layer l with the firmware's key.
+func (f *factoryFirmware) sign(l boot.Layer, version string, svn uint64, payload []byte) ([]byte, error) {
+	return boot.SignImage(rand.Reader, []crypto.Signer{f.signers[l]}, &boot.Manifest{Layer: l, Product: f.product, Version: version, SVN: svn}, payload)
 }
 
 func newFactoryFirmware(product string) (*factoryFirmware, error) {
@@ -520,12 +546,12 @@ func newFactoryFirmware(product string) (*factoryFirmware, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &factoryFirmware{product: product, images: map[boot.Layer][]byte{}}
+	f := &factoryFirmware{product: product, images: map[boot.Layer][]byte{}, signers: map[boot.Layer]crypto.Signer{}}
 	if f.rootHash, err = boot.RootKeyHash(root.Public(), crypto.SHA256); err != nil {
 		return nil, err
 	}
 	rules := map[boot.Layer]boot.LayerRule{}
-	signers := map[boot.Layer]crypto.Signer{}
+	signers := f.signers
 	for _, l := range boot.Layers() {
 		if signers[l], err = gen(); err != nil {
 			return nil, err

@@ -108,6 +108,7 @@ time.
 		newDeviceAttestCommand(f),
 		newDeviceConfirmCommand(f),
 		newDeviceServeFactoryCommand(f),
+		newDeviceAgentCommand(f),
 	)
 	return cmd
 }

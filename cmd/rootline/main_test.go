@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/rootline/rootline/internal/testdep"
@@ -51,5 +52,14 @@ func TestDemo(t *testing.T) {
 	defer out.Close()
 	if err := runDemo(t.Context(), out, t.TempDir(), nil, 3); err != nil {
 		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Part 4: the factory", "Part 5: the field", "status: affirming", "operational certificate:", "reason: rollback"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
 	}
 }

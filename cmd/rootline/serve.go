@@ -218,7 +218,7 @@ func newServeCommand(g *globals) *cobra.Command {
 		Use:   "serve",
 		Short: "Run rootline's services",
 	}
-	cmd.AddCommand(newServeProvisionCommand(g))
+	cmd.AddCommand(newServeProvisionCommand(g), newServeVerifyCommand(g))
 	return cmd
 }
 

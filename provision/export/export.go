@@ -2,21 +2,46 @@
 // provisioned device's UEID, product, state and IDevID chain, and every
 // product's reference values, in one versioned JSON document.
 //
-// # Format, version 1
+// # Format, version 2
 //
 // The document is one JSON object whose members come in this order:
 //
-//	{"version": 1,
+//	{"version": 2,
 //	 "generated": "2026-11-25T12:00:00Z",                 RFC 3339, UTC
 //	 "devices": [
 //	   {"ueid": "01ab…",                                  hex, 1 to 64 bytes
 //	    "product": "sku-a",
 //	    "state": "complete",                              "issued" or "complete"
 //	    "chain": ["MIIB…", "MIIB…", "MIIB…"],             base64 DER: IDevID, intermediate(s), root
-//	    "issued": "2026-11-25T11:59:00Z"}, …],            RFC 3339, UTC
+//	    "issued": "2026-11-25T11:59:00Z",                 RFC 3339, UTC
+//	    "kind": "dice",                                   "dice", "injected" or "tpm"
+//	    "deviceIDKey": "MFkw…",                           base64 DER SubjectPublicKeyInfo
+//	    "iak": "ACMACwAF…"}, …],                          base64 TPMT_PUBLIC, "tpm" only
 //	 "products": {
 //	   "sku-a": {"referenceValues": {
 //	     "bootloader": {"digests": ["ab…"], "minSVN": 1}, …}}}}
+//
+// "kind" says how the device's identity was made, and so how a verifier
+// binds its evidence to its IDevID:
+//
+//   - "dice": the chip made its DeviceID key and the IDevID certifies it;
+//     "deviceIDKey" is the IDevID's key.
+//   - "injected": the factory HSM made the key the IDevID certifies
+//     (registry.Record.Injected); "deviceIDKey" is the chip's own DeviceID
+//     key, which anchors the DICE chain of its evidence and is not the
+//     IDevID's key.
+//   - "tpm": a chip on a TPM 2.0; "deviceIDKey" is the TPM's IDevID key,
+//     the IDevID's, and "iak" the public area of its attestation key as the
+//     factory received and checked it (provision.Service.ProvisionTPM),
+//     whose quotes the evidence carries; the UEID is derived from it
+//     (pluton/tpm.UEID).
+//
+// # Version 1
+//
+// Version 1 is version 2 without "kind", "deviceIDKey" and "iak" (which a
+// version 1 document must not carry). Write produces version 2 only; Read
+// reads both, and a version 1 device has an empty Kind: a verifier treats
+// it as "dice", which every device of a version 1 export was.
 //
 // Devices are in strictly increasing UEID order (bytewise), so a UEID
 // appears at most once. "issued" is a device whose IDevID is issued but whose
@@ -35,7 +60,10 @@
 // ([MaxSize], [MaxDevices], [MaxChainLen], [MaxCertSize], …) and checks
 // each device's chain: every certificate is signed by the next, the last is
 // self-signed, and the leaf's HardwareModuleName serial number is the
-// device's UEID. Read does not know the verifier's trust anchors: the caller
+// device's UEID. In version 2 it also checks each device's keys
+// (ErrIdentity): "deviceIDKey" parses, and is the leaf's key for "dice" and
+// "tpm"; a "tpm" device's "iak" parses as a TPM-resident restricted signing
+// key (pluton/tpm.ParseIAKPublic) and the UEID is derived from it. Read does not know the verifier's trust anchors: the caller
 // must check that each chain ends with a root it trusts (Device.Root).
 // Failures are a *FormatError matching one of the sentinels below.
 package export
@@ -44,6 +72,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -56,6 +85,7 @@ import (
 	"time"
 
 	"github.com/rootline/rootline/ca"
+	"github.com/rootline/rootline/pluton/tpm"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/registry"
 )
@@ -74,10 +104,29 @@ var (
 	// ErrUnknownProduct: a device's product is not among the products
 	// (Write: no policy given for it; Read: not in "products").
 	ErrUnknownProduct = errors.New("export: unknown product")
+	// ErrIdentity: a device's keys do not fit its kind, chain or UEID (a
+	// "dice" or "tpm" device whose DeviceID key is not its IDevID's, an
+	// IAK that is not one or is not the UEID's).
+	ErrIdentity = errors.New("export: device keys do not match")
 )
 
-// Version is the format version Write produces and Read accepts.
-const Version = 1
+// Version is the format version Write produces. Read accepts it and
+// Version1.
+const Version = 2
+
+// Version1 is the first version, without the devices' kind and keys.
+const Version1 = 1
+
+// Kind says how a device's identity was made (see the package
+// documentation). The empty Kind is a device of a version 1 export.
+type Kind string
+
+// Kinds of identity.
+const (
+	KindDICE     Kind = "dice"
+	KindInjected Kind = "injected"
+	KindTPM      Kind = "tpm"
+)
 
 // Bounds on what Read accepts.
 const (
@@ -90,6 +139,8 @@ const (
 	MaxChainLen    = 4  // certificates, leaf and root included
 	MaxCertSize    = registry.MaxCertificateLen
 	MaxNameLen     = registry.MaxNameLen
+	MaxKeySize     = registry.MaxPublicKeyLen // bytes of "deviceIDKey"
+	MaxIAKSize     = registry.MaxTPMPublicLen // bytes of "iak"
 	maxLayerName   = 64
 	defaultPage    = 500
 	stateIssued    = "issued"
@@ -115,6 +166,15 @@ type Device struct {
 	// between devices; do not modify them.
 	Chain  []*x509.Certificate
 	Issued time.Time
+	// Kind is how the identity was made; "" in a version 1 export.
+	Kind Kind
+	// DeviceIDKey is the DER SubjectPublicKeyInfo of the device's
+	// DeviceID key (for KindTPM the TPM's IDevID key); nil in a version 1
+	// export.
+	DeviceIDKey []byte
+	// IAK is, for KindTPM, the TPMT_PUBLIC area of the TPM's attestation
+	// key; nil otherwise.
+	IAK []byte
 }
 
 // Root is the last certificate of the device's chain. The verifier must
@@ -168,6 +228,10 @@ type wireDevice struct {
 	State   string   `json:"state"`
 	Chain   []string `json:"chain"`
 	Issued  string   `json:"issued"`
+	// Version 2.
+	Kind        string `json:"kind,omitempty"`
+	DeviceIDKey string `json:"deviceIDKey,omitempty"`
+	IAK         string `json:"iak,omitempty"`
 }
 
 type wireProduct struct {
@@ -270,6 +334,14 @@ func Write(ctx context.Context, w io.Writer, reg registry.Registry, products map
 				UEID: hex.EncodeToString(r.UEID), Product: r.Product, State: stateIssued,
 				Chain:  append([]string{base64.StdEncoding.EncodeToString(r.Certificate)}, tail...),
 				Issued: r.IssuedAt.UTC().Format(time.RFC3339),
+				Kind:   string(KindDICE), DeviceIDKey: base64.StdEncoding.EncodeToString(r.PublicKey),
+			}
+			switch {
+			case r.Injected != nil:
+				d.Kind = string(KindInjected)
+			case r.TPMIAK != nil:
+				d.Kind = string(KindTPM)
+				d.IAK = base64.StdEncoding.EncodeToString(r.TPMIAK)
 			}
 			if r.State == registry.Complete {
 				d.State = stateComplete
@@ -336,8 +408,8 @@ func Read(r io.Reader) (*Export, error) {
 	if err := dec.Decode(&e.Version); err != nil {
 		return nil, tooLarge(err)
 	}
-	if e.Version != Version {
-		return nil, docErr(ErrVersion, "version", "%d, want %d", e.Version, Version)
+	if e.Version != Version && e.Version != Version1 {
+		return nil, docErr(ErrVersion, "version", "%d, want %d or %d", e.Version, Version1, Version)
 	}
 
 	// 2. "generated".
@@ -374,7 +446,7 @@ func Read(r io.Reader) (*Export, error) {
 			}
 			return nil, devErr(i, ErrFormat, "", "%v", err)
 		}
-		d, err := parseDevice(i, &wd, cache)
+		d, err := parseDevice(i, e.Version, &wd, cache)
 		if err != nil {
 			return nil, err
 		}
@@ -453,7 +525,7 @@ func parseTime(s string) (time.Time, error) {
 	return t, nil
 }
 
-func parseDevice(i int, wd *wireDevice, cache map[string]*x509.Certificate) (*Device, error) {
+func parseDevice(i, version int, wd *wireDevice, cache map[string]*x509.Certificate) (*Device, error) {
 	d := &Device{Product: wd.Product}
 	if len(wd.UEID) == 0 || len(wd.UEID) > 2*registry.MaxUEIDLen {
 		return nil, devErr(i, ErrFormat, "ueid", "%d hex digits, want 2 to %d", len(wd.UEID), 2*registry.MaxUEIDLen)
@@ -530,7 +602,63 @@ func parseDevice(i int, wd *wireDevice, cache map[string]*x509.Certificate) (*De
 	if !bytes.Equal(sn, d.UEID) {
 		return nil, devErr(i, ErrChain, "chain", "leaf names UEID %x", sn)
 	}
+	if err := parseKeys(i, version, wd, d); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// parseKeys reads and checks a device's version 2 members: its kind, its
+// DeviceID key and, on a TPM, its IAK. A version 1 device has none.
+func parseKeys(i, version int, wd *wireDevice, d *Device) error {
+	if version == Version1 {
+		if wd.Kind != "" || wd.DeviceIDKey != "" || wd.IAK != "" {
+			return devErr(i, ErrFormat, "", "a version 1 device has no kind, deviceIDKey or iak")
+		}
+		return nil
+	}
+	switch k := Kind(wd.Kind); k {
+	case KindDICE, KindInjected, KindTPM:
+		d.Kind = k
+	default:
+		return devErr(i, ErrFormat, "kind", "%.32q, want %q, %q or %q", wd.Kind, KindDICE, KindInjected, KindTPM)
+	}
+	if wd.DeviceIDKey == "" || len(wd.DeviceIDKey) > base64.StdEncoding.EncodedLen(MaxKeySize) {
+		return devErr(i, ErrFormat, "deviceIDKey", "%d characters, want 1 to %d", len(wd.DeviceIDKey), base64.StdEncoding.EncodedLen(MaxKeySize))
+	}
+	var err error
+	if d.DeviceIDKey, err = base64.StdEncoding.Strict().DecodeString(wd.DeviceIDKey); err != nil {
+		return devErr(i, ErrFormat, "deviceIDKey", "not base64")
+	}
+	pub, err := x509.ParsePKIXPublicKey(d.DeviceIDKey)
+	if err != nil {
+		return devErr(i, ErrIdentity, "deviceIDKey", "%v", err)
+	}
+	leafKey, ok := d.Chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	same := ok && leafKey.Equal(pub)
+	if d.Kind != KindInjected && !same {
+		return devErr(i, ErrIdentity, "deviceIDKey", "a %q device's DeviceID key is not its IDevID's", d.Kind)
+	}
+	if d.Kind != KindTPM {
+		if wd.IAK != "" {
+			return devErr(i, ErrFormat, "iak", "only a %q device has an IAK", KindTPM)
+		}
+		return nil
+	}
+	if wd.IAK == "" || len(wd.IAK) > base64.StdEncoding.EncodedLen(MaxIAKSize) {
+		return devErr(i, ErrFormat, "iak", "%d characters, want 1 to %d", len(wd.IAK), base64.StdEncoding.EncodedLen(MaxIAKSize))
+	}
+	if d.IAK, err = base64.StdEncoding.Strict().DecodeString(wd.IAK); err != nil {
+		return devErr(i, ErrFormat, "iak", "not base64")
+	}
+	iak, err := tpm.ParseIAKPublic(d.IAK)
+	if err != nil {
+		return devErr(i, ErrIdentity, "iak", "%v", err)
+	}
+	if u, err := tpm.UEID(iak); err != nil || !bytes.Equal(u, d.UEID) {
+		return devErr(i, ErrIdentity, "iak", "the UEID is not the IAK's")
+	}
+	return nil
 }
 
 func parseProducts(wp map[string]*wireProduct) (map[string]*Product, error) {

@@ -125,7 +125,7 @@ func TestWriteRead(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, doc)
 			}
-			if e.Version != 1 || !e.Generated.Equal(genTime) {
+			if e.Version != export.Version || !e.Generated.Equal(genTime) {
 				t.Errorf("version %d, generated %v", e.Version, e.Generated)
 			}
 			if len(e.Devices) != tc.devices {
@@ -228,10 +228,10 @@ func TestReadRejects(t *testing.T) {
 	}{
 		"empty":          {nil, export.ErrFormat},
 		"not JSON":       {[]byte("{"), export.ErrFormat},
-		"version":        {mutate(func(d *doc) { d.Version = 2 }), export.ErrVersion},
+		"version":        {mutate(func(d *doc) { d.Version = 0 }), export.ErrVersion},
 		"generated":      {mutate(func(d *doc) { d.Generated = "yesterday" }), export.ErrFormat},
 		"trailing":       {append(bytes.Clone(good), "{}"...), export.ErrFormat},
-		"order":          {bytes.Replace(good, []byte(`{"version":1,"generated":"2026-11-25T12:00:00Z"`), []byte(`{"generated":"2026-11-25T12:00:00Z","version":1`), 1), export.ErrFormat},
+		"order":          {bytes.Replace(good, []byte(`{"version":2,"generated":"2026-11-25T12:00:00Z"`), []byte(`{"generated":"2026-11-25T12:00:00Z","version":2`), 1), export.ErrFormat},
 		"unknown member": {mutate(func(d *doc) { d.Devices[0]["lot"] = "x" }), export.ErrFormat},
 		"state":          {mutate(func(d *doc) { d.Devices[0]["state"] = "issuing" }), export.ErrFormat},
 		"ueid hex":       {mutate(func(d *doc) { d.Devices[0]["ueid"] = "zz" }), export.ErrFormat},

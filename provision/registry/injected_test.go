@@ -174,6 +174,14 @@ func checkMigrated(t *testing.T, r Registry) {
 	if _, err := r.SetInjectedKey(ctx, ueid(2), []byte("inj-2")); err != nil {
 		t.Fatal(err)
 	}
+	rq = req(3)
+	rq.TPMIAK = []byte("iak-3")
+	if rec := mustReserve(t, r, rq); !bytes.Equal(rec.TPMIAK, []byte("iak-3")) {
+		t.Fatalf("TPMIAK after migration: %x", rec.TPMIAK)
+	}
+	if rec, err := r.Get(ctx, ueid(3)); err != nil || !bytes.Equal(rec.TPMIAK, []byte("iak-3")) {
+		t.Fatalf("Get after migration: %v", err)
+	}
 }
 
 func TestMigrateV1SQLite(t *testing.T) {

@@ -73,7 +73,7 @@ type ops struct {
 }
 
 const recordColumns = `ueid, spki, product, lot, station, state, certificate, serial, created_ns, issued_ns, completed_ns,
-	inject_label, inject_spki, inject_destroyed_ns`
+	inject_label, inject_spki, inject_destroyed_ns, tpm_iak`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -90,7 +90,7 @@ func scanRecord(s scanner) (*Record, error) {
 	)
 	if err := s.Scan(&r.UEID, &r.PublicKey, &r.Product, &r.Lot, &r.Station, &state,
 		&r.Certificate, &serial, &created, &issued, &completed,
-		&injLabel, &injSPKI, &injDestroyed); err != nil {
+		&injLabel, &injSPKI, &injDestroyed, &r.TPMIAK); err != nil {
 		return nil, err
 	}
 	if injLabel.Valid {
@@ -193,9 +193,13 @@ func (o *ops) reserve(req *ReserveRequest) op {
 		if req.InjectLabel != "" {
 			label = sql.NullString{String: req.InjectLabel, Valid: true}
 		}
-		res, err := q.ExecContext(ctx, o.d.q(`INSERT INTO devices (ueid, spki, product, lot, station, state, created_ns, inject_label)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ueid) DO NOTHING`),
-			req.UEID, req.PublicKey, req.Product, req.Lot, req.Station, int64(Issuing), now, label)
+		var iak []byte // NULL when absent
+		if len(req.TPMIAK) > 0 {
+			iak = req.TPMIAK
+		}
+		res, err := q.ExecContext(ctx, o.d.q(`INSERT INTO devices (ueid, spki, product, lot, station, state, created_ns, inject_label, tpm_iak)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ueid) DO NOTHING`),
+			req.UEID, req.PublicKey, req.Product, req.Lot, req.Station, int64(Issuing), now, label, iak)
 		if err != nil {
 			return nil, nil, fmt.Errorf("registry: recording UEID %x: %w", req.UEID, err)
 		}
@@ -218,6 +222,7 @@ func (o *ops) reserve(req *ReserveRequest) op {
 			Station:   req.Station,
 			State:     Issuing,
 			Created:   time.Unix(0, now).UTC(),
+			TPMIAK:    bytes.Clone(iak),
 		}
 		if label.Valid {
 			rec.Injected = &InjectedKey{Label: req.InjectLabel}

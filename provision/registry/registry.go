@@ -61,6 +61,7 @@ const (
 	MaxNameLen        = 128
 	MaxCertificateLen = 16 << 10
 	MaxSerialLen      = 20 // octets, RFC 5280, 4.1.2.2
+	MaxTPMPublicLen   = 1024
 )
 
 // State is a chip's provisioning state.
@@ -112,6 +113,10 @@ type Record struct {
 	// a product whose identity is injected; nil for a chip that made its
 	// own key. PublicKey stays the DeviceID key either way.
 	Injected *InjectedKey
+	// TPMIAK is, for a chip on a TPM 2.0, the TPMT_PUBLIC area of its
+	// attestation key (IAK) as the factory checked it; nil otherwise.
+	// PublicKey is then the TPM's IDevID key.
+	TPMIAK []byte
 }
 
 // InjectedKey is what the registry knows of a device key made in the
@@ -169,6 +174,11 @@ type ReserveRequest struct {
 	// before the key exists. Empty for a chip that makes its own key. A
 	// chip reserved again keeps the label it was first reserved with.
 	InjectLabel string
+	// TPMIAK, for a chip on a TPM 2.0, is the TPMT_PUBLIC area of its
+	// attestation key (IAK), at most MaxTPMPublicLen bytes; nil for
+	// another chip. A chip reserved again keeps the IAK it was first
+	// reserved with (on a TPM the UEID is derived from the IAK).
+	TPMIAK []byte
 }
 
 // Validate checks that every field is present and within its bound.
@@ -188,6 +198,12 @@ func (r *ReserveRequest) Validate() error {
 	}
 	if len(r.InjectLabel) > MaxNameLen {
 		return fmt.Errorf("%w: inject label length %d above %d", ErrInvalidRequest, len(r.InjectLabel), MaxNameLen)
+	}
+	if len(r.TPMIAK) > MaxTPMPublicLen {
+		return fmt.Errorf("%w: TPM IAK public area length %d above %d", ErrInvalidRequest, len(r.TPMIAK), MaxTPMPublicLen)
+	}
+	if len(r.TPMIAK) > 0 && r.InjectLabel != "" {
+		return fmt.Errorf("%w: a chip on a TPM has no injected key", ErrInvalidRequest)
 	}
 	return nil
 }

@@ -42,6 +42,7 @@ func runSuite(t *testing.T, newRegistry factory) {
 		{"InvalidRequests", testInvalid},
 		{"Reopen", testReopenMigrations},
 		{"InjectedKey", testInjectedKey},
+		{"TPMIAK", testTPMIAK},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"testing"
+)
+
+func TestBenchVerify(t *testing.T) {
+	var out, errOut bytes.Buffer
+	cmd := newBenchVerifyCommand(&globals{logLevel: "warn", logFormat: "text"})
+	cmd.SetArgs([]string{"--devices", "4", "--concurrency", "3", "--duration", "500ms", "--dir", t.TempDir()})
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	if err := cmd.ExecuteContext(t.Context()); err != nil {
+		t.Fatalf("bench verify: %v\nstdout:\n%s\nstderr:\n%s", err, &out, &errOut)
+	}
+	t.Logf("stdout:\n%s", &out)
+	for _, re := range []string{
+		`(?m)^devices +4$`,
+		`(?m)^attestations/s +[0-9]+ `,
+		`(?m)^latency +p50 \S+ +p90 \S+ +p99 \S+ +max \S+$`,
+		`(?m)^ecdsa verify/s +[0-9]+ `,
+		`(?m)^ratio +[0-9.]+ of verify/s ÷ 1 `,
+	} {
+		if !regexp.MustCompile(re).Match(out.Bytes()) {
+			t.Errorf("stdout does not match %s:\n%s", re, &out)
+		}
+	}
+	if !bytes.Contains(errOut.Bytes(), []byte("preparing devices [==============================] 4/4")) {
+		t.Errorf("stderr has no finished progress line:\n%q", &errOut)
+	}
+}
+
+func TestBenchVerifyFlags(t *testing.T) {
+	for _, args := range [][]string{{"--devices", "0"}, {"--concurrency", "0"}, {"--duration", "0s"}, {"--store", "redis"}} {
+		cmd := newBenchVerifyCommand(&globals{logLevel: "warn", logFormat: "text"})
+		cmd.SetArgs(append([]string{"--dir", t.TempDir()}, args...))
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		if err := cmd.ExecuteContext(t.Context()); err == nil {
+			t.Errorf("bench verify %v: no error", args)
+		}
+	}
+}
