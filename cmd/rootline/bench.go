@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/pluton/boot"
 	"github.com/rootline/rootline/provision"
+	"github.com/rootline/rootline/provision/hsminject"
 	"github.com/rootline/rootline/provision/registry"
 	"github.com/rootline/rootline/provision/station"
 	"github.com/rootline/rootline/provision/translog"
@@ -38,12 +40,13 @@ import (
 const (
 	benchMaxChips    = 100000
 	benchMaxStations = 256
+	benchMaxSecrets  = 16
 )
 
 func newBenchCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Load tools: measure the factory's and the verifier's throughput",
+		Short: "Load tools: measure the factory's throughput",
 	}
 	cmd.AddCommand(newBenchProvisionCommand(g), newBenchVerifyCommand(g))
 	return cmd
@@ -68,6 +71,11 @@ type benchProvisionOptions struct {
 	ChipsDir string
 	// RootAlg is the factory root key's algorithm (default P-384).
 	RootAlg hsm.Algorithm
+	// Identity is the product's identity: provision.OnChip (the default)
+	// or provision.Injected, whose device keys the SoftHSM2 token makes
+	// and wraps, with Secrets per-device secrets each.
+	Identity provision.IdentityMode
+	Secrets  int
 }
 
 // benchProvisionResult is what runBenchProvision measured.
@@ -83,7 +91,7 @@ type benchProvisionResult struct {
 func newBenchProvisionCommand(g *globals) *cobra.Command {
 	opts := &benchProvisionOptions{}
 	var keep, withStepCA bool
-	var rootAlg string
+	var rootAlg, identity string
 	stepCABin := findStepCA()
 	cmd := &cobra.Command{
 		Use:   "provision",
@@ -108,6 +116,15 @@ package ca/stepca, and the ratio of the two rates is printed. step-ca only
 signs; the factory also verifies evidence, records the chip in the
 registry, appends to the log and writes the chip.
 
+With --identity injected the product's identity is injected: for each
+chip, the station sends its evidence and DeviceID-signed transport key,
+the token makes a P-256 device key and wraps it (and --secrets per-device
+secrets derived from a product master) for that chip, the CA certifies
+it, the chip unwraps and installs it, and once it confirms the token's
+copy is destroyed; the token is checked to hold no device key at the end.
+(--identity tpm is not offered: a TPM per chip, one swtpm process each,
+would measure swtpm.)
+
 Progress goes to stderr, results to stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -130,6 +147,19 @@ Progress goes to stderr, results to stdout.`,
 			if opts.RootAlg, err = hsm.ParseAlgorithm(rootAlg); err != nil {
 				return fmt.Errorf("bench: --root-alg: %w", err)
 			}
+			switch identity {
+			case "on-chip":
+				opts.Identity = provision.OnChip
+			case "injected":
+				opts.Identity = provision.Injected
+			case "tpm":
+				return errors.New("bench: --identity tpm is not offered (one swtpm process per chip would measure swtpm); use on-chip or injected")
+			default:
+				return fmt.Errorf("bench: --identity %q: want on-chip or injected", identity)
+			}
+			if opts.Identity != provision.Injected && cmd.Flags().Changed("secrets") {
+				return errors.New("bench: --secrets goes with --identity injected")
+			}
 			opts.Out, opts.Progress, opts.Logger = cmd.OutOrStdout(), cmd.ErrOrStderr(), log
 			if withStepCA {
 				if stepCABin == "" {
@@ -150,6 +180,8 @@ Progress goes to stderr, results to stdout.`,
 	f.StringVar(&opts.ChipsDir, "chips-dir", "", "directory for the emulated chips' state, their flash (default: chips/ under --dir); a tmpfs keeps the chips' writes off the factory's disk")
 	f.StringVar(&opts.Profile, "profile", "", "write CPU, block and mutex profiles of the timed phase to this directory (go tool pprof reads them)")
 	f.BoolVar(&withStepCA, "stepca", stepCABin != "", "also measure step-ca issuing as many IDevIDs (default: on when step-ca is found)")
+	f.StringVar(&identity, "identity", "on-chip", "the product's identity: on-chip (the chip makes its key) or injected (the token makes and wraps it)")
+	f.IntVar(&opts.Secrets, "secrets", 1, "with --identity injected: per-device secrets wrapped for each chip (0 to 16)")
 	return cmd
 }
 
@@ -223,6 +255,9 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	}
 	if opts.Stations < 1 || opts.Stations > benchMaxStations {
 		return nil, fmt.Errorf("bench: --stations must be 1 to %d", benchMaxStations)
+	}
+	if opts.Secrets < 0 || opts.Secrets > benchMaxSecrets {
+		return nil, fmt.Errorf("bench: --secrets must be 0 to %d", benchMaxSecrets)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -355,11 +390,28 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	if _, err := rand.Read(nonceKey[:]); err != nil {
 		return nil, err
 	}
+	policy := &provision.ProductPolicy{HWType: hwType, Chain: []*x509.Certificate{res.inter, res.root}, ReferenceValues: refs}
+	var injectModule *hsm.Module
+	if opts.Identity == provision.Injected {
+		if injectModule, _, err = kr.module(ctx, uri("factory-sku-a")); err != nil {
+			return nil, err
+		}
+		in := &provision.InjectionPolicy{Injector: hsminject.New(injectModule, nil)}
+		if opts.Secrets > 0 {
+			master, err := injectModule.CreateSecretMaster(ctx, "factory-sku-a-master")
+			if err != nil {
+				return nil, err
+			}
+			in.SecretMaster = master.String()
+			for i := range opts.Secrets {
+				in.Secrets = append(in.Secrets, fmt.Sprintf("secret-%d", i+1))
+			}
+		}
+		policy.Identity, policy.Injection = provision.Injected, in
+	}
 	svc, err := provision.New(&provision.Config{
 		Registry: reg, Issuer: local, Log: tl, NonceKey: nonceKey[:], Logger: log,
-		Products: map[string]*provision.ProductPolicy{"sku-a": {
-			HWType: hwType, Chain: []*x509.Certificate{res.inter, res.root}, ReferenceValues: refs,
-		}},
+		Products: map[string]*provision.ProductPolicy{"sku-a": policy},
 	})
 	clear(nonceKey[:])
 	if err != nil {
@@ -425,7 +477,12 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 					return
 				}
 				t := time.Now()
-				_, err := station.ProvisionChip(ctx, client, devs[i], "sku-a", "lot-1")
+				var err error
+				if opts.Identity == provision.Injected {
+					_, err = station.ProvisionInjectedChip(ctx, client, devs[i], "sku-a", "lot-1")
+				} else {
+					_, err = station.ProvisionChip(ctx, client, devs[i], "sku-a", "lot-1")
+				}
 				if err == nil {
 					err = devs[i].Flush()
 				}
@@ -455,6 +512,11 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	fmt.Fprintf(out, "chips      %d\n", result.Chips)
 	fmt.Fprintf(out, "stations   %d\n", result.Stations)
 	fmt.Fprintf(out, "root       %s (intermediate P-256, keys in SoftHSM2)\n", opts.RootAlg)
+	if opts.Identity == provision.Injected {
+		fmt.Fprintf(out, "identity   injected (P-256 device keys made and wrapped in SoftHSM2; per-device secrets: %d)\n", opts.Secrets)
+	} else {
+		fmt.Fprintf(out, "identity   on-chip\n")
+	}
 	fmt.Fprintf(out, "prepare    %s (not timed)\n", result.Prepare.Round(time.Millisecond))
 	fmt.Fprintf(out, "elapsed    %s\n", result.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "chips/s    %.1f\n", float64(result.Chips)/result.Elapsed.Seconds())
@@ -475,6 +537,22 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	}
 	if size != int64(opts.Chips) {
 		return nil, fmt.Errorf("bench: the log has %d leaves, want %d", size, opts.Chips)
+	}
+	if injectModule != nil {
+		keys, err := injectModule.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		left := 0
+		for _, k := range keys {
+			if strings.HasPrefix(k.Label, "rootline-idevid-") {
+				left++
+			}
+		}
+		fmt.Fprintf(out, "hsm        %d device keys left\n", left)
+		if left != 0 {
+			return nil, fmt.Errorf("bench: %d injected device keys left in the token after confirmation", left)
+		}
 	}
 
 	// 6. step-ca, under the same root.

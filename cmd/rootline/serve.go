@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
@@ -18,9 +19,11 @@ import (
 
 	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/internal/atomicfile"
+	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
 	"github.com/rootline/rootline/provision/export"
+	"github.com/rootline/rootline/provision/hsminject"
 	"github.com/rootline/rootline/provision/translog"
 )
 
@@ -60,6 +63,119 @@ type serveConfig struct {
 	// ReferenceValues is the products' reference values file
 	// (referenceValues): the service provisions these products.
 	ReferenceValues string `json:"referenceValues"`
+	// Products, optional, says how the products of the reference values
+	// file get their identity; a product not named here is on-chip.
+	Products map[string]*productConfig `json:"products,omitempty"`
+}
+
+// productConfig is a product's identity settings.
+type productConfig struct {
+	// Identity is "on-chip" (the chip makes its key; chips on a TPM too)
+	// or "injected" (the factory HSM makes it: Injection is required).
+	Identity  string           `json:"identity"`
+	Injection *injectionConfig `json:"injection,omitempty"`
+}
+
+// injectionConfig configures an injected product (provision.InjectionPolicy).
+type injectionConfig struct {
+	// HSM is the PKCS#11 URI of the token that makes, wraps and destroys
+	// the device keys, with its pin-source:
+	// pkcs11:token=factory?module-path=...&pin-source=file:/run/factory.pin
+	HSM string `json:"hsm"`
+	// KeyAlgorithm of the device keys: "p256" (default) or "p384".
+	KeyAlgorithm string `json:"keyAlgorithm,omitempty"`
+	// KeyName is the key's slot label on the chip (default "idevid").
+	KeyName string `json:"keyName,omitempty"`
+	// SecretMaster is the PKCS#11 URI of the product master secret (an
+	// AES-256 key on the same token); required with Secrets.
+	SecretMaster string `json:"secretMaster,omitempty"`
+	// Secrets are the names of the per-device secrets derived from
+	// SecretMaster and each chip's UEID.
+	Secrets []string `json:"secrets,omitempty"`
+	// WrapWithTrusted sets CKA_WRAP_WITH_TRUSTED on the device keys, for
+	// tokens that can mark a derived key trusted (not SoftHSM2).
+	WrapWithTrusted bool `json:"wrapWithTrusted,omitempty"`
+}
+
+// maxConfigProducts bounds the products of the configuration file.
+const maxConfigProducts = 256
+
+// Validate checks a product's identity settings as far as they can be
+// without the HSM; provision.New checks the rest (names of keys and
+// secrets).
+func (p *productConfig) Validate() error {
+	if p == nil {
+		return errors.New("null")
+	}
+	mode, err := provision.ParseIdentityMode(p.Identity)
+	if err != nil || p.Identity == "" || p.Identity == "onchip" {
+		return fmt.Errorf("identity %q: want on-chip or injected", p.Identity)
+	}
+	in := p.Injection
+	switch {
+	case mode == provision.OnChip && in != nil:
+		return errors.New("an on-chip identity takes no injection settings")
+	case mode == provision.OnChip:
+		return nil
+	case in == nil:
+		return errors.New("an injected identity needs injection settings")
+	case in.HSM == "":
+		return errors.New("injection.hsm (the PKCS#11 URI of the token) is required")
+	}
+	if _, err := hsm.ParseURI(in.HSM); err != nil {
+		return fmt.Errorf("injection.hsm: %w", err)
+	}
+	if _, err := injectionAlgorithm(in.KeyAlgorithm); err != nil {
+		return err
+	}
+	if in.SecretMaster != "" {
+		if _, err := hsm.ParseURI(in.SecretMaster); err != nil {
+			return fmt.Errorf("injection.secretMaster: %w", err)
+		}
+	}
+	if len(in.Secrets) > 0 && in.SecretMaster == "" {
+		return errors.New("injection.secrets need injection.secretMaster")
+	}
+	return nil
+}
+
+func injectionAlgorithm(s string) (pluton.Algorithm, error) {
+	switch s {
+	case "", "p256":
+		return pluton.ECDSAP256, nil
+	case "p384":
+		return pluton.ECDSAP384, nil
+	}
+	return 0, fmt.Errorf("injection.keyAlgorithm %q: want p256 or p384", s)
+}
+
+// applyIdentities sets the identity of the products configured in c:
+// every product named must be one of products (those of the reference
+// values file); an injected one gets its Injector on the HSM token of its
+// settings, opened through kr.
+func (c *serveConfig) applyIdentities(ctx context.Context, products map[string]*provision.ProductPolicy, kr *keyring) error {
+	for _, name := range slices.Sorted(maps.Keys(c.Products)) {
+		pc := c.Products[name]
+		policy := products[name]
+		if policy == nil {
+			return fmt.Errorf("products: %q is not a product of the reference values file", name)
+		}
+		if pc.Injection == nil {
+			continue
+		}
+		in := pc.Injection
+		m, _, err := kr.module(ctx, in.HSM)
+		if err != nil {
+			return fmt.Errorf("products: %q: injection.hsm: %w", name, err)
+		}
+		alg, _ := injectionAlgorithm(in.KeyAlgorithm) // checked by Validate
+		policy.Identity = provision.Injected
+		policy.Injection = &provision.InjectionPolicy{
+			Injector:     hsminject.New(m, &hsminject.Options{WrapWithTrusted: in.WrapWithTrusted}),
+			KeyAlgorithm: alg, KeyName: in.KeyName, SecretMaster: in.SecretMaster, Secrets: slices.Clone(in.Secrets),
+		}
+	}
+	return nil
 }
 
 // Validate reports whether c names everything the service needs.
@@ -87,6 +203,17 @@ func (c *serveConfig) Validate() error {
 	case c.Log.HSMKey != "":
 		if _, err := hsm.ParseURI(c.Log.HSMKey); err != nil {
 			return fmt.Errorf("log.hsmKey: %w", err)
+		}
+	}
+	if len(c.Products) > maxConfigProducts {
+		return fmt.Errorf("products: %d, at most %d", len(c.Products), maxConfigProducts)
+	}
+	for name, p := range c.Products {
+		if !validName(name) {
+			return fmt.Errorf("products: bad name %q", name)
+		}
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("products: %q: %w", name, err)
 		}
 	}
 	return nil
@@ -232,7 +359,8 @@ certificates required. The station API is rootline.provision.v1.ProvisionService
 (proto/rootline/provision/v1/provision.proto) served with Connect, so gRPC,
 gRPC-Web and Connect clients all work, in binary protobuf or JSON:
 
-  /rootline.provision.v1.ProvisionService/{Nonce,Provision,Confirm}
+  /rootline.provision.v1.ProvisionService/{Nonce,Provision,ProvisionInjected,
+                                           ProvisionTPM,Confirm}
                             stations (certificates of tls.stationCA)
   GET /v1/registry/export   the attestation verifiers (certificates of
                             tls.verifierCA, if set): every provisioned device
@@ -246,7 +374,22 @@ FILE is JSON (relative paths are relative to it):
    "registry": "registry.db", "caDir": "ca",
    "log": {"dir": "log", "hsmKey": "pkcs11:token=factory;object=log?pin-source=file:/run/factory.pin",
            "name": "log.factory.example"},
-   "nonceKey": "nonce.key", "referenceValues": "refs.json"}
+   "nonceKey": "nonce.key", "referenceValues": "refs.json",
+   "products": {"sku-b": {"identity": "injected", "injection": {
+       "hsm": "pkcs11:token=factory?pin-source=file:/run/factory.pin",
+       "keyAlgorithm": "p256", "keyName": "idevid",
+       "secretMaster": "pkcs11:token=factory;object=sku-b-master;type=secret-key?pin-source=file:/run/factory.pin",
+       "secrets": ["join-key"]}}}}
+
+"products" is optional: it sets a product's identity, "on-chip" (the
+default, also for chips on a TPM) or "injected": the factory HSM of
+injection.hsm (a PKCS#11 token URI) makes each chip's device key, wraps it
+for the chip's transport key (keyAlgorithm p256 or p384; keyName is its
+slot label on the chip, default idevid) with the per-device secrets named
+in "secrets", derived from the AES master key "secretMaster" and the UEID;
+the HSM's copy of a key is destroyed once its chip confirms. Each product
+named must be one of the reference values file's; stations then use
+"rootline station provision --identity injected" for it.
 
 The reference values file names the products served and, per layer, the
 factory test firmware's digests (hex) and minimum SVN:
@@ -278,13 +421,16 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 			if err != nil {
 				return err
 			}
+			kr := newKeyring(log)
+			defer kr.Close()
+			if err := cfg.applyIdentities(ctx, products, kr); err != nil {
+				return err
+			}
 			names := slices.Sorted(maps.Keys(products))
 			caCfg, err := loadCAConfig(cfg.CADir)
 			if err != nil {
 				return err
 			}
-			kr := newKeyring(log)
-			defer kr.Close()
 			local, err := openLocal(ctx, cfg.CADir, caCfg, kr, log, names...)
 			if err != nil {
 				return err

@@ -11,9 +11,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -25,10 +27,12 @@ import (
 	"time"
 
 	"github.com/rootline/rootline/device"
+	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/internal/pgtest"
 	"github.com/rootline/rootline/internal/testdep"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
+	"github.com/rootline/rootline/pluton/tpm/tpmtest"
 	"github.com/rootline/rootline/provision/export"
 	"github.com/rootline/rootline/provision/registry"
 )
@@ -69,6 +73,13 @@ func run(t *testing.T, ctx context.Context, root interface {
 // firmware.
 func bootedChip(t *testing.T, dir, product string) string {
 	t.Helper()
+	return bootedChipOn(t, dir, product, nil)
+}
+
+// bootedChipOn is bootedChip on the TPM of tpmOpts (device.InitTPM), or on
+// the emulated chip when tpmOpts is nil.
+func bootedChipOn(t *testing.T, dir, product string, tpmOpts *device.TPMOptions) string {
+	t.Helper()
 	ctx := t.Context()
 	gen := func() crypto.Signer {
 		p, _, err := boot.GenerateKey(rand.Reader, pluton.ECDSAP256)
@@ -103,7 +114,12 @@ func bootedChip(t *testing.T, dir, product string) string {
 		}
 		return b
 	}
-	d, err := device.Init(ctx, dir, &device.InitRequest{Product: product, RootKeyHash: rootHash}, nil)
+	var d *device.Device
+	if tpmOpts != nil {
+		d, err = device.InitTPM(ctx, dir, &device.InitRequest{Product: product, RootKeyHash: rootHash}, tpmOpts)
+	} else {
+		d, err = device.Init(ctx, dir, &device.InitRequest{Product: product, RootKeyHash: rootHash}, nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,13 +243,38 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 		t.Fatal(err)
 	}
 	chip := filepath.Join(w, "chip")
-	if err := os.WriteFile(filepath.Join(w, "refs.json"), []byte(bootedChip(t, chip, "sku-a")), 0o600); err != nil {
+	refsA := bootedChip(t, chip, "sku-a")
+	// sku-b's identity is injected: its chip, its factory firmware (whose
+	// payloads, and so whose digests, are sku-a's), and its master secret.
+	chipB := filepath.Join(w, "chip-b")
+	refsB := bootedChip(t, chipB, "sku-b")
+	// A chip of sku-a on a TPM (swtpm), booted with firmware of the same
+	// payloads: its SHA-256 layer digests are sku-a's reference values.
+	sw := tpmtest.Start(t)
+	chipT := filepath.Join(w, "chip-tpm")
+	if refsT := bootedChipOn(t, chipT, "sku-a", &device.TPMOptions{Address: sw.Addr}); refsT != refsA {
+		t.Fatalf("the TPM chip's factory firmware has other reference values:\n%s", refsT)
+	}
+	if err := os.WriteFile(filepath.Join(w, "refs.json"), mergeRefs(t, refsA, refsB), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	m, err := hsm.Open(ctx, uri("root"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := m.CreateSecretMaster(ctx, "sku-b-master")
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	master.PINSource = "env:CA_PIN"
 	if err := os.WriteFile(filepath.Join(w, "provision.json"), []byte(`{"version":1,"listen":"127.0.0.1:0",
 	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem","verifierCA":"verifiers-ca.pem"},
 	 "registry":"`+registrySetting()+`","caDir":"ca","log":{"dir":"log","hsmKey":"`+uri("log")+`","name":"log.rootline.test"},
-	 "nonceKey":"nonce.key","referenceValues":"refs.json"}`), 0o600); err != nil {
+	 "nonceKey":"nonce.key","referenceValues":"refs.json",
+	 "products":{"sku-a":{"identity":"on-chip"},
+	   "sku-b":{"identity":"injected","injection":{"hsm":"pkcs11:token=factory?pin-source=env:CA_PIN",
+	     "keyAlgorithm":"p256","secretMaster":"`+master.String()+`","secrets":["join-key","wifi-psk"]}}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -302,7 +343,7 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	// A second chip, behind its factory port in another "process" (the
 	// serve-factory command), provisioned with --chip-port.
 	chip2 := filepath.Join(w, "chip2")
-	if refs2 := bootedChip(t, chip2, "sku-a"); refs2 != string(mustRead(t, filepath.Join(w, "refs.json"))) {
+	if refs2 := bootedChip(t, chip2, "sku-a"); refs2 != refsA {
 		t.Fatalf("the second chip's factory firmware has other reference values:\n%s", refs2)
 	}
 	pctx, pcancel := context.WithCancel(ctx)
@@ -340,6 +381,63 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 		t.Fatalf("station over the factory port: %v\n%s", err, pout.String())
 	}
 
+	stationProvision := func(name, product string, args ...string) (string, error) {
+		c := newStationCommand(g)
+		var out bytes.Buffer
+		c.SetOut(&out)
+		c.SetErr(&out)
+		err := run(t, ctx, c, append([]string{"provision", "--server", "https://" + addr, "--cert", filepath.Join(w, name+".pem"),
+			"--key", filepath.Join(w, name+".key"), "--ca", filepath.Join(w, "srvca.pem"), "--product", product, "--lot", "lot-1"}, args...)...)
+		return out.String(), err
+	}
+
+	// The injected chip of sku-b: the on-chip flow is refused for the
+	// product (bad_request, exit status 2), the injected one provisions it,
+	// twice (the retry confirms again), and the HSM keeps no device key.
+	if out, err := stationProvision("line-2", "sku-b", "--chip", chipB); !isExit(err, 2) || !strings.Contains(err.Error(), "bad_request") {
+		t.Fatalf("on-chip flow for an injected product: %v\n%s", err, out)
+	}
+	out, err = stationProvision("line-2", "sku-b", "--chip", chipB, "--identity", "injected")
+	if err != nil || !strings.Contains(out, "provisioned: 3 certificates, issuance log index 2") ||
+		!strings.Contains(out, "injected: device key and 2 secrets installed") {
+		t.Fatalf("injected: %v\n%s", err, out)
+	}
+	if out, err := stationProvision("line-2", "sku-b", "--chip", chipB, "--identity", "injected"); err != nil ||
+		!strings.Contains(out, "issuance log index 2") || !strings.Contains(out, "already confirmed") {
+		t.Fatalf("injected, again: %v\n%s", err, out)
+	}
+	db, err := device.Open(chipB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc, err := db.Chip().Lifecycle(ctx); err != nil || lc != pluton.Provisioned {
+		t.Fatalf("injected chip lifecycle %v, %v", lc, err)
+	}
+	if _, err := db.IdentitySigner(ctx); err != nil {
+		t.Fatalf("injected chip's identity key: %v", err)
+	}
+	db.Close()
+	if objs := listObjects(t, "123456"); strings.Contains(objs, "rootline-idevid-") || !strings.Contains(objs, "sku-b-master") {
+		t.Fatalf("the token after confirmation (want no injected device key, the master kept):\n%s", objs)
+	}
+
+	// The chip on a TPM: --identity tpm is required for it, and provisions it.
+	if out, err := stationProvision("line-1", "sku-a", "--chip", chipT, "--tpm", sw.Addr); err == nil || !strings.Contains(err.Error(), "--identity tpm") {
+		t.Fatalf("a TPM chip without --identity tpm: %v\n%s", err, out)
+	}
+	if out, err := stationProvision("line-1", "sku-a", "--chip", chipT, "--tpm", sw.Addr, "--identity", "tpm"); err != nil ||
+		!strings.Contains(out, "provisioned: 3 certificates, issuance log index 3") {
+		t.Fatalf("tpm: %v\n%s", err, out)
+	}
+	dt, err := device.OpenTPM(ctx, chipT, &device.TPMOptions{Address: sw.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lc, err := dt.Lifecycle(ctx); err != nil || lc != pluton.Provisioned {
+		t.Fatalf("TPM chip lifecycle %v, %v", lc, err)
+	}
+	dt.Close()
+
 	// The verifier reads the export over the API with its certificate.
 	roots := x509.NewCertPool()
 	roots.AddCert(srvCA)
@@ -351,7 +449,7 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	}
 	apiExport, err := export.Read(resp.Body)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK || len(apiExport.Devices) != 2 {
+	if err != nil || resp.StatusCode != http.StatusOK || len(apiExport.Devices) != 4 {
 		t.Fatalf("export over the API: %d, %v", resp.StatusCode, err)
 	}
 
@@ -367,16 +465,54 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ex.Devices) != 2 || ex.Devices[0].State != registry.Complete || ex.Devices[1].State != registry.Complete {
+	if len(ex.Devices) != 4 {
 		t.Fatalf("export: %+v", ex.Devices)
+	}
+	for _, d := range ex.Devices {
+		if d.State != registry.Complete {
+			t.Fatalf("export: %+v", ex.Devices)
+		}
 	}
 }
 
-func mustRead(t *testing.T, path string) []byte {
+func isExit(err error, code int) bool {
+	ee, ok := err.(*exitError)
+	return ok && ee.code == code
+}
+
+// mergeRefs merges reference values files of one product each.
+func mergeRefs(t *testing.T, files ...string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	all := map[string]json.RawMessage{}
+	for _, f := range files {
+		var rv struct {
+			Products map[string]json.RawMessage `json:"products"`
+		}
+		if err := json.Unmarshal([]byte(f), &rv); err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(all, rv.Products)
+	}
+	b, err := json.Marshal(map[string]any{"version": 1, "products": all})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// listObjects is pkcs11-tool's view of the token "factory" of the
+// SoftHSM2 configuration in SOFTHSM2_CONF.
+func listObjects(t *testing.T, pin string) string {
+	t.Helper()
+	tool := testdep.LookPath(t, "pkcs11-tool")
+	module, err := hsm.FindSoftHSM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pkcs11-tool takes the PIN on its command line; acceptable in a test.
+	out, err := exec.Command(tool, "--module", module, "--token-label", "factory", "--login", "--pin", pin, "--list-objects").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pkcs11-tool: %v\n%s", err, out)
+	}
+	return string(out)
 }

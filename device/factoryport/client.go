@@ -117,3 +117,49 @@ func (c *Client) InstallIdentity(ctx context.Context, chain [][]byte) error {
 	_, err := c.call(ctx, &request{Op: OpInstallIdentity, Chain: chain})
 	return err
 }
+
+// TransportRequest asks a chip of an injected identity for its UEID, its
+// evidence over nonce and its transport key statement over the same
+// nonce, as device.Device.TransportRequest.
+func (c *Client) TransportRequest(ctx context.Context, nonce []byte) (*device.TransportRequest, error) {
+	resp, err := c.call(ctx, &request{Op: OpTransportRequest, Nonce: bytes.Clone(nonce)})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.UEID) == 0 || len(resp.Evidence) == 0 || len(resp.TransportStatement) == 0 || len(resp.TransportSignature) == 0 {
+		return nil, fmt.Errorf("%w: a transport request without UEID, evidence or transport key statement", ErrProtocol)
+	}
+	return &device.TransportRequest{UEID: resp.UEID, Evidence: resp.Evidence,
+		TransportStatement: resp.TransportStatement, TransportSignature: resp.TransportSignature}, nil
+}
+
+// InstallInjected writes the wrapped device key, the wrapped secrets and
+// the IDevID chain into the chip, as device.Device.InstallInjected.
+func (c *Client) InstallInjected(ctx context.Context, blob []byte, secrets [][]byte, chain [][]byte) error {
+	if len(blob) == 0 {
+		return fmt.Errorf("%w: no key blob", ErrBadRequest)
+	}
+	if len(secrets) == 0 {
+		secrets = nil
+	}
+	_, err := c.call(ctx, &request{Op: OpInstallInjected, Key: blob, Secrets: secrets, Chain: chain})
+	return err
+}
+
+// FactoryRequestTPM asks a device on a TPM for its factory request over
+// nonce, as device.Device.FactoryRequestTPM.
+func (c *Client) FactoryRequestTPM(ctx context.Context, nonce []byte) (*device.TPMFactoryRequest, error) {
+	resp, err := c.call(ctx, &request{Op: OpTPMFactoryRequest, Nonce: bytes.Clone(nonce)})
+	if err != nil {
+		return nil, err
+	}
+	if len(resp.UEID) == 0 || len(resp.CSR) == 0 || len(resp.Evidence) == 0 || len(resp.IAKPublic) == 0 ||
+		len(resp.IDevIDPublic) == 0 || len(resp.CertifyAttest) == 0 || len(resp.CertifySignature) == 0 {
+		return nil, fmt.Errorf("%w: a TPM factory request with a field missing", ErrProtocol)
+	}
+	return &device.TPMFactoryRequest{
+		FactoryRequest: device.FactoryRequest{UEID: resp.UEID, CSR: resp.CSR, Evidence: resp.Evidence},
+		IAKPublic:      resp.IAKPublic, IDevIDPublic: resp.IDevIDPublic,
+		CertifyAttest: resp.CertifyAttest, CertifySignature: resp.CertifySignature,
+	}, nil
+}

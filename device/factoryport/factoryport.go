@@ -1,6 +1,8 @@
 // Package factoryport is a chip's factory port: the link a provisioning
-// station uses to drive one chip through identity injection (DESIGN.md, "The
-// factory flow", steps 1, 3 and 6). On a production line it is the fixture's
+// station uses to drive one chip through identity provisioning (DESIGN.md,
+// "The factory flow", steps 1, 3 and 6, and "Injected identity"): the
+// emulated chip that makes its own identity key, the one that receives an
+// injected key, and a device on a TPM 2.0. On a production line it is the fixture's
 // debug or UART link; here it is a stream socket (a Unix socket or TCP on
 // loopback) in front of an emulated chip, with the same protocol usable for a
 // real fixture's bridge.
@@ -12,20 +14,40 @@
 // that many bytes of CBOR in Core Deterministic Encoding (RFC 8949, §4.2.1), a
 // map with small unsigned integer keys. Frames are at most MaxFrame bytes.
 //
-//	request  = { 1: version (1), 2: op, ? 3: nonce bstr, ? 4: [+ certificate bstr] }
+//	request  = { 1: version (1), 2: op, ? 3: nonce bstr, ? 4: [+ certificate bstr],
+//	             ? 5: key blob bstr, ? 6: [+ secret blob bstr] }
 //	response = { 1: version (1), ? 2: error, ? 3: ueid bstr, ? 4: csr bstr,
-//	             ? 5: evidence bstr, ? 6: product tstr, ? 7: lifecycle tstr }
+//	             ? 5: evidence bstr, ? 6: product tstr, ? 7: lifecycle tstr,
+//	             ? 8: transport statement bstr, ? 9: transport signature bstr,
+//	             ? 10: iak public bstr, ? 11: idevid public bstr,
+//	             ? 12: certify attest bstr, ? 13: certify signature bstr }
 //	error    = { 1: code tstr, 2: message tstr }
 //
-// Operations:
+// Operations (the fields each takes; no other may be present):
 //
-//	1  info              → ueid, product, lifecycle
-//	2  factory-request   nonce → ueid, csr, evidence  (device.FactoryRequest)
-//	3  install-identity  certificates → {}            (device.InstallIdentity)
+//	1  info                 → ueid, product, lifecycle  (product is absent on a TPM)
+//	2  factory-request      nonce → ueid, csr, evidence  (device.FactoryRequest)
+//	3  install-identity     certificates → {}            (device.InstallIdentity)
+//	4  transport-request    nonce → ueid, evidence, transport statement and
+//	                        signature                    (device.TransportRequest)
+//	5  install-injected     key blob, secret blobs (optional), certificates → {}
+//	                                                     (device.InstallInjected)
+//	6  tpm-factory-request  nonce → ueid, csr, evidence, iak public,
+//	                        idevid public, certify attest and signature
+//	                                                     (device.FactoryRequestTPM)
+//
+// A device on a TPM answers 1, 2, 3 and 6; operations 4 and 5 need the
+// emulated chip ("unsupported" on a TPM), and 6 a TPM ("not-tpm" on the
+// emulated chip).
 //
 // Error codes: "bad-request" (a malformed or unknown request), "identity"
 // (device.ErrIdentity), "identity-installed" (device.ErrIdentityInstalled),
-// "lifecycle" (the chip's lifecycle forbids it), "failed" (anything else).
+// "injected" (device.ErrInjected: a blob not for this chip or malformed),
+// "unwrap" (soft.ErrUnwrap: a blob that does not unwrap with this chip's
+// transport key), "already-injected" (soft.ErrAlreadyInjected), "not-tpm"
+// (device.ErrNotTPM), "unsupported" (the chip does not offer the
+// operation), "lifecycle" (the chip's lifecycle forbids it),
+// "failed" (anything else).
 // The client turns them back into errors matching the device package's
 // sentinels, so a station branches the same way on a local and a remote chip.
 //
@@ -35,6 +57,7 @@
 package factoryport
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -44,7 +67,12 @@ import (
 	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/internal/strictcbor"
 	"github.com/rootline/rootline/pluton"
+	"github.com/rootline/rootline/pluton/soft"
 )
+
+// maxArray bounds the certificates and the secrets of a request: more
+// than device.MaxIdentityCertificates and the service's secrets per chip.
+const maxArray = 32
 
 // Version is the protocol version of every frame.
 const Version = 1
@@ -59,6 +87,11 @@ const (
 	OpInfo            = 1
 	OpFactoryRequest  = 2
 	OpInstallIdentity = 3
+	// OpTransportRequest, OpInstallInjected: a chip of an injected
+	// identity. OpTPMFactoryRequest: a device on a TPM.
+	OpTransportRequest  = 4
+	OpInstallInjected   = 5
+	OpTPMFactoryRequest = 6
 )
 
 // Error codes.
@@ -67,6 +100,11 @@ const (
 	CodeIdentity          = "identity"
 	CodeIdentityInstalled = "identity-installed"
 	CodeLifecycle         = "lifecycle"
+	CodeInjected          = "injected"
+	CodeUnwrap            = "unwrap"
+	CodeAlreadyInjected   = "already-injected"
+	CodeNotTPM            = "not-tpm"
+	CodeUnsupported       = "unsupported"
 	CodeFailed            = "failed"
 )
 
@@ -76,6 +114,9 @@ var (
 	ErrProtocol = errors.New("factoryport: protocol error")
 	// ErrBadRequest: the chip refused the request as malformed.
 	ErrBadRequest = errors.New("factoryport: the chip refused a malformed request")
+	// ErrUnsupported: the chip does not offer the operation (a device on
+	// a TPM has no transport key).
+	ErrUnsupported = errors.New("factoryport: the chip does not offer the operation")
 	// ErrLifecycle: the chip's lifecycle state forbids the operation.
 	ErrLifecycle = errors.New("factoryport: the chip's lifecycle forbids it")
 )
@@ -102,6 +143,16 @@ func (e *RemoteError) Unwrap() error {
 		return device.ErrIdentityInstalled
 	case CodeLifecycle:
 		return ErrLifecycle
+	case CodeInjected:
+		return device.ErrInjected
+	case CodeUnwrap:
+		return soft.ErrUnwrap
+	case CodeAlreadyInjected:
+		return soft.ErrAlreadyInjected
+	case CodeNotTPM:
+		return device.ErrNotTPM
+	case CodeUnsupported:
+		return ErrUnsupported
 	}
 	return nil
 }
@@ -111,6 +162,8 @@ type request struct {
 	Op      int      `cbor:"2,keyasint"`
 	Nonce   []byte   `cbor:"3,keyasint,omitempty"`
 	Chain   [][]byte `cbor:"4,keyasint,omitempty"`
+	Key     []byte   `cbor:"5,keyasint,omitempty"`
+	Secrets [][]byte `cbor:"6,keyasint,omitempty"`
 }
 
 type response struct {
@@ -121,6 +174,14 @@ type response struct {
 	Evidence  []byte     `cbor:"5,keyasint,omitempty"`
 	Product   string     `cbor:"6,keyasint,omitempty"`
 	Lifecycle string     `cbor:"7,keyasint,omitempty"`
+	// Transport key of a chip of an injected identity.
+	TransportStatement []byte `cbor:"8,keyasint,omitempty"`
+	TransportSignature []byte `cbor:"9,keyasint,omitempty"`
+	// The TPM's identity keys and the IAK's certification of the IDevID.
+	IAKPublic        []byte `cbor:"10,keyasint,omitempty"`
+	IDevIDPublic     []byte `cbor:"11,keyasint,omitempty"`
+	CertifyAttest    []byte `cbor:"12,keyasint,omitempty"`
+	CertifySignature []byte `cbor:"13,keyasint,omitempty"`
 }
 
 type wireError struct {
@@ -130,7 +191,7 @@ type wireError struct {
 
 var (
 	encMode = strictcbor.EncMode()
-	decMode = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 4, MaxArrayElements: 16, MaxMapPairs: 16})
+	decMode = strictcbor.DecMode(strictcbor.Limits{MaxNestedLevels: 4, MaxArrayElements: maxArray, MaxMapPairs: 16})
 )
 
 // writeFrame writes v as one frame.
@@ -173,6 +234,14 @@ func decodeFrame(b []byte, v any) error {
 	if err := decMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: %v", ErrProtocol, err)
 	}
+	// The decoder does not check that map keys are sorted or that
+	// integers and lengths are minimal: a frame must be the Core
+	// Deterministic Encoding of what it decodes to (RFC 8949, §4.2.1), so
+	// that each message has one encoding.
+	again, err := encMode.Marshal(v)
+	if err != nil || !bytes.Equal(again, b) {
+		return fmt.Errorf("%w: not in Core Deterministic Encoding", ErrProtocol)
+	}
 	var ver int
 	switch m := v.(type) {
 	case *request:
@@ -194,6 +263,14 @@ func errorCode(err error) string {
 		return CodeIdentityInstalled
 	case errors.Is(err, device.ErrIdentity):
 		return CodeIdentity
+	case errors.Is(err, soft.ErrAlreadyInjected):
+		return CodeAlreadyInjected
+	case errors.Is(err, soft.ErrUnwrap):
+		return CodeUnwrap
+	case errors.Is(err, device.ErrInjected):
+		return CodeInjected
+	case errors.Is(err, device.ErrNotTPM):
+		return CodeNotTPM
 	case errors.As(err, &le), errors.Is(err, pluton.ErrWrongLifecycle):
 		return CodeLifecycle
 	case errors.Is(err, pluton.ErrInvalidArgument):
@@ -209,7 +286,25 @@ type Chip interface {
 	InstallIdentity(ctx context.Context, chain [][]byte) error
 }
 
+// InjectedChip is a chip of an injected identity, on this machine or
+// behind a factory port (provision/station.InjectedChip).
+type InjectedChip interface {
+	TransportRequest(ctx context.Context, nonce []byte) (*device.TransportRequest, error)
+	InstallInjected(ctx context.Context, blob []byte, secrets [][]byte, chain [][]byte) error
+}
+
+// TPMChip is a device on a TPM, on this machine or behind a factory port
+// (provision/station.TPMChip).
+type TPMChip interface {
+	FactoryRequestTPM(ctx context.Context, nonce []byte) (*device.TPMFactoryRequest, error)
+	InstallIdentity(ctx context.Context, chain [][]byte) error
+}
+
 var (
-	_ Chip = (*device.Device)(nil)
-	_ Chip = (*Client)(nil)
+	_ Chip         = (*device.Device)(nil)
+	_ Chip         = (*Client)(nil)
+	_ InjectedChip = (*device.Device)(nil)
+	_ InjectedChip = (*Client)(nil)
+	_ TPMChip      = (*device.Device)(nil)
+	_ TPMChip      = (*Client)(nil)
 )

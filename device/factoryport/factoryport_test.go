@@ -185,6 +185,8 @@ func TestBadRequests(t *testing.T) {
 		"wrong version":  frame([]byte{0xa2, 0x01, 0x02, 0x02, 0x01}),
 		"unknown field":  frame([]byte{0xa3, 0x01, 0x01, 0x02, 0x01, 0x09, 0x00}),
 		"duplicate keys": frame([]byte{0xa2, 0x01, 0x01, 0x01, 0x01}),
+		"unsorted keys":  frame([]byte{0xa2, 0x02, 0x01, 0x01, 0x01}),
+		"long integer":   frame([]byte{0xa2, 0x01, 0x18, 0x01, 0x02, 0x01}),
 	} {
 		if r := raw(b); r.Error == nil || r.Error.Code != CodeBadRequest {
 			t.Errorf("%s: answer %+v, want bad-request", name, r)
@@ -204,6 +206,14 @@ func FuzzDecodeFrame(f *testing.F) {
 		&request{Version: 1, Op: OpInstallIdentity, Chain: [][]byte{{0x30, 0x03, 0x02, 0x01, 0x01}, {0x30, 0x00}}},
 		&response{Version: 1, UEID: []byte{1, 2, 3}, CSR: []byte{4}, Evidence: []byte{5}},
 		&response{Version: 1, Error: &wireError{Code: CodeIdentity, Message: "no"}},
+		&request{Version: 1, Op: OpTransportRequest, Nonce: bytes.Repeat([]byte{7}, 32)},
+		&request{Version: 1, Op: OpInstallInjected, Key: []byte{0x84, 1, 2, 3}, Secrets: [][]byte{{5}, {6}}, Chain: [][]byte{{0x30, 0x00}, {0x30, 0x00}}},
+		&request{Version: 1, Op: OpTPMFactoryRequest, Nonce: bytes.Repeat([]byte{9}, 32)},
+		&response{Version: 1, UEID: []byte{1}, Evidence: []byte{5}, TransportStatement: []byte{8}, TransportSignature: []byte{9}},
+		&response{Version: 1, UEID: []byte{1}, CSR: []byte{4}, Evidence: []byte{5}, IAKPublic: []byte{10}, IDevIDPublic: []byte{11},
+			CertifyAttest: []byte{12}, CertifySignature: []byte{13}},
+		&response{Version: 1, UEID: []byte{1}, Lifecycle: "manufacturing"},
+		&response{Version: 1, Error: &wireError{Code: CodeUnwrap, Message: "no"}},
 	} {
 		b, _ := encMode.Marshal(v)
 		f.Add(b)

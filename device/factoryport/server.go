@@ -98,27 +98,35 @@ func (s *Server) handle(ctx context.Context, req *request) *response {
 	bad := func(format string, args ...any) *response {
 		return &response{Version: Version, Error: &wireError{Code: CodeBadRequest, Message: fmt.Sprintf(format, args...)}}
 	}
+	// Each operation takes the fields it names and no other.
+	extra := func(nonce, chain, key bool) bool {
+		return (!nonce && req.Nonce != nil) || (!chain && req.Chain != nil) ||
+			(!key && (req.Key != nil || req.Secrets != nil))
+	}
 	switch req.Op {
 	case OpInfo:
-		if req.Nonce != nil || req.Chain != nil {
+		if extra(false, false, false) {
 			return bad("info takes no argument")
 		}
-		chip := s.dev.Chip()
-		id, err := chip.Identity(ctx)
+		// A device on a TPM has no emulated chip: its UEID and lifecycle
+		// come from the TPM, and it has no fused product.
+		ueid, err := s.dev.UEID(ctx)
 		if err != nil {
 			return fail(err)
 		}
-		product, err := chip.ProductID(ctx)
+		lc, err := s.dev.Lifecycle(ctx)
 		if err != nil {
 			return fail(err)
 		}
-		lc, err := chip.Lifecycle(ctx)
-		if err != nil {
-			return fail(err)
+		var product string
+		if chip := s.dev.Chip(); chip != nil {
+			if product, err = chip.ProductID(ctx); err != nil {
+				return fail(err)
+			}
 		}
-		return &response{Version: Version, UEID: id.UEID, Product: product, Lifecycle: lc.String()}
+		return &response{Version: Version, UEID: ueid, Product: product, Lifecycle: lc.String()}
 	case OpFactoryRequest:
-		if req.Chain != nil {
+		if extra(true, false, false) {
 			return bad("factory-request takes a nonce only")
 		}
 		fr, err := s.dev.FactoryRequest(ctx, req.Nonce)
@@ -127,7 +135,7 @@ func (s *Server) handle(ctx context.Context, req *request) *response {
 		}
 		return &response{Version: Version, UEID: fr.UEID, CSR: fr.CSR, Evidence: fr.Evidence}
 	case OpInstallIdentity:
-		if req.Nonce != nil {
+		if extra(false, true, false) {
 			return bad("install-identity takes certificates only")
 		}
 		if err := s.dev.InstallIdentity(ctx, req.Chain); err != nil {
@@ -137,6 +145,44 @@ func (s *Server) handle(ctx context.Context, req *request) *response {
 			return fail(err)
 		}
 		return &response{Version: Version}
+	case OpTransportRequest:
+		if extra(true, false, false) {
+			return bad("transport-request takes a nonce only")
+		}
+		if s.dev.Chip() == nil {
+			return &response{Version: Version, Error: &wireError{Code: CodeUnsupported, Message: "a device on a TPM has no transport key"}}
+		}
+		tr, err := s.dev.TransportRequest(ctx, req.Nonce)
+		if err != nil {
+			return fail(err)
+		}
+		return &response{Version: Version, UEID: tr.UEID, Evidence: tr.Evidence,
+			TransportStatement: tr.TransportStatement, TransportSignature: tr.TransportSignature}
+	case OpInstallInjected:
+		if extra(false, true, true) {
+			return bad("install-injected takes a key blob, secret blobs and certificates only")
+		}
+		if s.dev.Chip() == nil {
+			return &response{Version: Version, Error: &wireError{Code: CodeUnsupported, Message: "a device on a TPM takes no injected key"}}
+		}
+		if err := s.dev.InstallInjected(ctx, req.Key, req.Secrets, req.Chain); err != nil {
+			return fail(err)
+		}
+		if err := s.dev.Flush(); err != nil {
+			return fail(err)
+		}
+		return &response{Version: Version}
+	case OpTPMFactoryRequest:
+		if extra(true, false, false) {
+			return bad("tpm-factory-request takes a nonce only")
+		}
+		fr, err := s.dev.FactoryRequestTPM(ctx, req.Nonce)
+		if err != nil {
+			return fail(err)
+		}
+		return &response{Version: Version, UEID: fr.UEID, CSR: fr.CSR, Evidence: fr.Evidence,
+			IAKPublic: fr.IAKPublic, IDevIDPublic: fr.IDevIDPublic,
+			CertifyAttest: fr.CertifyAttest, CertifySignature: fr.CertifySignature}
 	}
 	return bad("unknown operation %d", req.Op)
 }

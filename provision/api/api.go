@@ -14,6 +14,10 @@
 //	POST /rootline.provision.v1.ProvisionService/Nonce      NonceRequest     → NonceResponse
 //	POST /rootline.provision.v1.ProvisionService/Provision  ProvisionRequest → ProvisionResponse
 //	POST /rootline.provision.v1.ProvisionService/Confirm    ConfirmRequest   → ConfirmResponse
+//	POST /rootline.provision.v1.ProvisionService/ProvisionInjected
+//	                                   ProvisionInjectedRequest → ProvisionInjectedResponse
+//	POST /rootline.provision.v1.ProvisionService/ProvisionTPM
+//	                                   ProvisionTPMRequest      → ProvisionResponse
 //	GET  /healthz       → 200 "ok"
 //	GET  /metrics       → Prometheus text exposition
 //	GET  /v1/registry/export (verifiers only, when Serve is given one: ServerConfig.Export)
@@ -28,7 +32,7 @@
 // Requests are decoded strictly: unknown fields (protobuf or JSON),
 // duplicate or malformed JSON, invalid UTF-8 and trailing data are refused;
 // an empty JSON body is {}. Each call's message has a size limit
-// (MaxSmallBody, MaxProvisionBody).
+// (MaxSmallBody, MaxProvisionBody, MaxInjectedBody, MaxTPMBody).
 //
 // A refused call ends with a status code (connect.Code; gRPC's codes) and
 // one rootline.provision.v1.ErrorInfo detail whose reason is one of the
@@ -72,6 +76,7 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 
 	"github.com/rootline/rootline/ca"
+	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/pluton/evidence"
 	"github.com/rootline/rootline/provision"
 	pb "github.com/rootline/rootline/provision/api/provisionv1"
@@ -86,8 +91,12 @@ const (
 	PathNonce     = provisionv1connect.ProvisionServiceNonceProcedure
 	PathProvision = provisionv1connect.ProvisionServiceProvisionProcedure
 	PathConfirm   = provisionv1connect.ProvisionServiceConfirmProcedure
-	PathHealth    = "/healthz"
-	PathMetrics   = "/metrics"
+	// PathProvisionInjected and PathProvisionTPM are the injected-identity
+	// and TPM variants of PathProvision.
+	PathProvisionInjected = provisionv1connect.ProvisionServiceProvisionInjectedProcedure
+	PathProvisionTPM      = provisionv1connect.ProvisionServiceProvisionTPMProcedure
+	PathHealth            = "/healthz"
+	PathMetrics           = "/metrics"
 	// PathExport is where Serve mounts ServerConfig.Export.
 	PathExport = export.Path
 )
@@ -112,7 +121,18 @@ const (
 	ReasonQuotaExceeded     Reason = "quota_exceeded"      // ResourceExhausted, 429: registry.ErrQuotaExceeded
 	ReasonNotFound          Reason = "not_found"           // NotFound, 404: registry.ErrNotFound
 	ReasonWrongState        Reason = "wrong_state"         // FailedPrecondition, 409: registry.ErrWrongState
-	ReasonInternal          Reason = "internal"            // Internal, 500: the server failed
+	ReasonTransportKey      Reason = "transport_key"       // InvalidArgument, 422: provision.ErrTransportKey
+	ReasonTPMIdentity       Reason = "tpm_identity"        // InvalidArgument, 422: provision.ErrTPMIdentity
+	// ReasonInjectionUnsupported: provision.ErrInjection because the HSM
+	// lacks a mechanism (hsm.ErrMechanismUnsupported): the service's
+	// configuration, not the request, is at fault; a retry fails the
+	// same way. FailedPrecondition, 501.
+	ReasonInjectionUnsupported Reason = "injection_unsupported"
+	// ReasonInjection: any other provision.ErrInjection (the HSM failed,
+	// or answered with other than what was asked); nothing was issued,
+	// and a retry may succeed. Unavailable, 503.
+	ReasonInjection Reason = "injection"
+	ReasonInternal  Reason = "internal" // Internal, 500: the server failed
 )
 
 // Message limits, per call, on the encoded message (the larger JSON form
@@ -121,6 +141,16 @@ const (
 const (
 	MaxSmallBody     = 4 << 10
 	MaxProvisionBody = (evidence.MaxTokenSize+ca.MaxCSRSize+registry.MaxUEIDLen+2)/3*4 + 4<<10
+	// MaxInjectedBody bounds a ProvisionInjectedRequest: evidence, UEID
+	// and the transport key statement and signature.
+	MaxInjectedBody = (evidence.MaxTokenSize+registry.MaxUEIDLen+provision.MaxTransportStatementSize+
+		provision.MaxTransportSignatureSize+2)/3*4 + 4<<10
+	// MaxTPMBody bounds a ProvisionTPMRequest: a provision request, two
+	// TPM public areas, a certification and its signature.
+	MaxTPMBody = (evidence.MaxTokenSize+ca.MaxCSRSize+registry.MaxUEIDLen+
+		2*provision.MaxTPMPublicSize+2*provision.MaxTPMAttestSize+2)/3*4 + 4<<10
+	// MaxWrappedSecrets bounds the secrets a client accepts in an answer.
+	MaxWrappedSecrets = 16
 	// MaxChainCerts bounds the chain a client accepts in an answer.
 	MaxChainCerts = 8
 	// maxReason and maxMessage bound what FromConnect keeps of untrusted
@@ -171,6 +201,14 @@ func (e *Error) Is(target error) bool {
 		return target == registry.ErrNotFound
 	case ReasonWrongState:
 		return target == registry.ErrWrongState
+	case ReasonTransportKey:
+		return target == provision.ErrTransportKey
+	case ReasonTPMIdentity:
+		return target == provision.ErrTPMIdentity
+	case ReasonInjection:
+		return target == provision.ErrInjection
+	case ReasonInjectionUnsupported:
+		return target == provision.ErrInjection || target == hsm.ErrMechanismUnsupported
 	}
 	return false
 }
@@ -191,8 +229,12 @@ func Status(r Reason) int {
 		return http.StatusUnauthorized
 	case ReasonNotStation, ReasonStationNotAllowed:
 		return http.StatusForbidden
-	case ReasonEvidence, ReasonKeyMismatch, ReasonReferenceValues:
+	case ReasonEvidence, ReasonKeyMismatch, ReasonReferenceValues, ReasonTransportKey, ReasonTPMIdentity:
 		return http.StatusUnprocessableEntity
+	case ReasonInjectionUnsupported:
+		return http.StatusNotImplemented
+	case ReasonInjection:
+		return http.StatusServiceUnavailable
 	case ReasonClone, ReasonWrongState:
 		return http.StatusConflict
 	case ReasonQuotaExceeded:
@@ -206,15 +248,17 @@ func Status(r Reason) int {
 // Code returns the status code a reason is sent with.
 func Code(r Reason) connect.Code {
 	switch r {
-	case ReasonBadRequest, ReasonNonce, ReasonEvidence, ReasonKeyMismatch:
+	case ReasonBadRequest, ReasonNonce, ReasonEvidence, ReasonKeyMismatch, ReasonTransportKey, ReasonTPMIdentity:
 		return connect.CodeInvalidArgument
+	case ReasonInjection:
+		return connect.CodeUnavailable
 	case ReasonTooLarge, ReasonQuotaExceeded:
 		return connect.CodeResourceExhausted
 	case ReasonUnauthenticated:
 		return connect.CodeUnauthenticated
 	case ReasonNotStation, ReasonStationNotAllowed:
 		return connect.CodePermissionDenied
-	case ReasonReferenceValues, ReasonWrongState:
+	case ReasonReferenceValues, ReasonWrongState, ReasonInjectionUnsupported:
 		return connect.CodeFailedPrecondition
 	case ReasonClone:
 		return connect.CodeAlreadyExists
@@ -329,6 +373,14 @@ func reasonOf(err error) Reason {
 		return ReasonKeyMismatch
 	case errors.Is(err, provision.ErrReferenceValues):
 		return ReasonReferenceValues
+	case errors.Is(err, provision.ErrTransportKey):
+		return ReasonTransportKey
+	case errors.Is(err, provision.ErrTPMIdentity):
+		return ReasonTPMIdentity
+	case errors.Is(err, provision.ErrInjection) && errors.Is(err, hsm.ErrMechanismUnsupported):
+		return ReasonInjectionUnsupported
+	case errors.Is(err, provision.ErrInjection):
+		return ReasonInjection
 	case errors.Is(err, provision.ErrBadRequest), errors.Is(err, registry.ErrInvalidRequest):
 		return ReasonBadRequest
 	case errors.Is(err, registry.ErrClone):
@@ -361,7 +413,7 @@ func newMetrics() *metrics {
 		}, []string{"result"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rootline_provision_requests_total",
-			Help: "Station API calls by call (nonce, provision, confirm) and outcome (ok, refused, error).",
+			Help: "Station API calls by call (nonce, provision, provision_injected, provision_tpm, confirm) and outcome (ok, refused, error).",
 		}, []string{"call", "outcome"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rootline_provision_refused_total",
@@ -407,6 +459,10 @@ func NewHandler(svc *provision.Service, logger *slog.Logger) http.Handler {
 	mount("nonce", PathNonce, MaxSmallBody, connect.NewUnaryHandler(PathNonce, s.nonce, s.options(methods.ByName("Nonce"), MaxSmallBody)...))
 	mount("provision", PathProvision, MaxProvisionBody, connect.NewUnaryHandler(PathProvision, s.provision, s.options(methods.ByName("Provision"), MaxProvisionBody)...))
 	mount("confirm", PathConfirm, MaxSmallBody, connect.NewUnaryHandler(PathConfirm, s.confirm, s.options(methods.ByName("Confirm"), MaxSmallBody)...))
+	mount("provision_injected", PathProvisionInjected, MaxInjectedBody, connect.NewUnaryHandler(PathProvisionInjected, s.provisionInjected,
+		s.options(methods.ByName("ProvisionInjected"), MaxInjectedBody)...))
+	mount("provision_tpm", PathProvisionTPM, MaxTPMBody, connect.NewUnaryHandler(PathProvisionTPM, s.provisionTPM,
+		s.options(methods.ByName("ProvisionTPM"), MaxTPMBody)...))
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
@@ -587,12 +643,19 @@ func (s *service) refuse(ctx context.Context, call string, st *provision.Station
 		name = st.Name
 	}
 	outcome := "refused"
-	if e.Reason == ReasonInternal {
+	switch e.Reason {
+	case ReasonInternal, ReasonInjection, ReasonInjectionUnsupported:
 		outcome = "error"
-		s.logger.ErrorContext(ctx, "station API call failed", "call", call, "station", name, "err", err)
-		// The server's own failures are not described to the client.
-		e = newError(ReasonInternal, "internal error")
-	} else {
+		s.logger.ErrorContext(ctx, "station API call failed", "call", call, "station", name, "reason", e.Reason, "err", err)
+		// The server's own failures (its HSM's too) are not described to
+		// the client beyond their reason.
+		msg := map[Reason]string{
+			ReasonInternal:             "internal error",
+			ReasonInjection:            "key injection failed",
+			ReasonInjectionUnsupported: "the HSM lacks a mechanism key injection needs",
+		}[e.Reason]
+		e = newError(e.Reason, msg)
+	default:
 		s.logger.InfoContext(ctx, "station API call refused", "call", call, "station", name, "reason", e.Reason, "err", err)
 	}
 	s.m.requests.WithLabelValues(call, outcome).Inc()
@@ -634,13 +697,59 @@ func (s *service) provision(ctx context.Context, req *connect.Request[wire]) (*c
 	if err != nil {
 		return nil, s.refuse(ctx, call, st, err)
 	}
-	if res.Issued {
+	s.countIssued(res.Issued)
+	s.logger.InfoContext(ctx, "station API provision", "station", st.Name, "product", m.Product, "lot", m.Lot,
+		"issued", res.Issued, "log_index", res.LogIndex, "protocol", req.Peer().Protocol)
+	return answer(s, call, &pb.ProvisionResponse{Chain: res.Chain, LogIndex: res.LogIndex})
+}
+
+func (s *service) countIssued(issued bool) {
+	if issued {
 		s.m.issued.WithLabelValues("issued").Inc()
 	} else {
 		s.m.issued.WithLabelValues("idempotent").Inc()
 	}
+}
+
+func (s *service) provisionInjected(ctx context.Context, req *connect.Request[wire]) (*connect.Response[pb.ProvisionInjectedResponse], error) {
+	const call = "provision_injected"
+	var m pb.ProvisionInjectedRequest
+	st, err := begin(ctx, req, &m)
+	if err != nil {
+		return nil, s.refuse(ctx, call, st, err)
+	}
+	res, err := s.svc.ProvisionInjected(ctx, *st, &provision.InjectedRequest{
+		UEID: m.Ueid, Product: m.Product, Lot: m.Lot, Evidence: m.Evidence,
+		TransportStatement: m.TransportStatement, TransportSignature: m.TransportSignature,
+	})
+	if err != nil {
+		return nil, s.refuse(ctx, call, st, err)
+	}
+	s.countIssued(res.Issued)
 	s.logger.InfoContext(ctx, "station API provision", "station", st.Name, "product", m.Product, "lot", m.Lot,
-		"issued", res.Issued, "log_index", res.LogIndex, "protocol", req.Peer().Protocol)
+		"identity", provision.Injected.String(), "issued", res.Issued, "log_index", res.LogIndex,
+		"key", res.Key != nil, "secrets", len(res.Secrets), "protocol", req.Peer().Protocol)
+	return answer(s, call, &pb.ProvisionInjectedResponse{Chain: res.Chain, LogIndex: res.LogIndex, Key: res.Key, Secrets: res.Secrets})
+}
+
+func (s *service) provisionTPM(ctx context.Context, req *connect.Request[wire]) (*connect.Response[pb.ProvisionResponse], error) {
+	const call = "provision_tpm"
+	var m pb.ProvisionTPMRequest
+	st, err := begin(ctx, req, &m)
+	if err != nil {
+		return nil, s.refuse(ctx, call, st, err)
+	}
+	res, err := s.svc.ProvisionTPM(ctx, *st, &provision.TPMRequest{
+		Request:   provision.Request{UEID: m.Ueid, CSR: m.Csr, Evidence: m.Evidence, Product: m.Product, Lot: m.Lot},
+		IAKPublic: m.IakPublic, IDevIDPublic: m.IdevidPublic,
+		CertifyAttest: m.CertifyAttest, CertifySignature: m.CertifySignature,
+	})
+	if err != nil {
+		return nil, s.refuse(ctx, call, st, err)
+	}
+	s.countIssued(res.Issued)
+	s.logger.InfoContext(ctx, "station API provision", "station", st.Name, "product", m.Product, "lot", m.Lot,
+		"identity", "tpm", "issued", res.Issued, "log_index", res.LogIndex, "protocol", req.Peer().Protocol)
 	return answer(s, call, &pb.ProvisionResponse{Chain: res.Chain, LogIndex: res.LogIndex})
 }
 

@@ -87,6 +87,9 @@ type envOptions struct {
 	// httptest serves NewHandler with httptest and TLSConfig instead of
 	// Serve.
 	httptest bool
+	// products, if set, changes the products' policies before the
+	// service is made (inject_test.go: an injected sku-b).
+	products func(t *testing.T, e *env)
 }
 
 func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
@@ -132,6 +135,9 @@ func newEnvWith(t *testing.T, opts envOptions) *env {
 		e.prods[p.Name] = &provision.ProductPolicy{
 			HWType: p.HWType, Chain: []*x509.Certificate{p.Certificate, e.h.Root}, ReferenceValues: refs,
 		}
+	}
+	if opts.products != nil {
+		opts.products(t, e)
 	}
 	e.svc, err = provision.New(&provision.Config{
 		Registry: e.reg, Issuer: e.local, Log: e.log, Products: e.prods,

@@ -279,6 +279,18 @@ func TestBadBodies(t *testing.T) {
 		{"proto wrong wire type", api.PathConfirm, pr, []byte{0x08, 0x01}, nil, 400, "invalid_argument", api.ReasonBadRequest},
 		{"confirm unknown chip", api.PathConfirm, js, []byte(`{"ueid":"AQIDBA=="}`), nil, 404, "not_found", api.ReasonNotFound},
 		{"confirm no ueid", api.PathConfirm, js, []byte(`{}`), nil, 400, "invalid_argument", api.ReasonBadRequest},
+		{"injected unknown field", api.PathProvisionInjected, js, []byte(`{"csr":"AQID"}`), nil, 400, "invalid_argument", api.ReasonBadRequest},
+		{"injected empty", api.PathProvisionInjected, js, []byte(`{}`), nil, 400, "invalid_argument", api.ReasonBadRequest},
+		{"injected bad evidence", api.PathProvisionInjected, js, []byte(`{"ueid":"AQID","product":"sku-a","lot":"l","evidence":"AQID",
+			"transportStatement":"AQID","transportSignature":"AQID"}`), nil, 400, "invalid_argument", api.ReasonEvidence},
+		{"injected oversized", api.PathProvisionInjected, js, []byte(`{"ueid":"` + strings.Repeat("A", api.MaxInjectedBody) + `"}`), nil, 429, "resource_exhausted", ""},
+		{"injected proto unknown field", api.PathProvisionInjected, pr, []byte{0x78, 0x01}, nil, 400, "invalid_argument", api.ReasonBadRequest},
+		{"tpm unknown field", api.PathProvisionTPM, js, []byte(`{"transportStatement":"AQID"}`), nil, 400, "invalid_argument", api.ReasonBadRequest},
+		{"tpm no TPM fields", api.PathProvisionTPM, js, []byte(`{"ueid":"AQID","csr":"AQID","evidence":"AQID","product":"sku-a","lot":"l"}`), nil, 400, "invalid_argument", api.ReasonBadRequest},
+		{"tpm bad evidence", api.PathProvisionTPM, js, []byte(`{"ueid":"AQID","csr":"AQID","evidence":"AQID","product":"sku-a","lot":"l",
+			"iakPublic":"AQID","idevidPublic":"AQID","certifyAttest":"AQID","certifySignature":"AQID"}`), nil, 400, "invalid_argument", api.ReasonEvidence},
+		{"tpm oversized", api.PathProvisionTPM, js, []byte(`{"ueid":"` + strings.Repeat("A", api.MaxTPMBody) + `"}`), nil, 429, "resource_exhausted", ""},
+		{"tpm proto bad utf-8", api.PathProvisionTPM, pr, []byte{0x22, 0x01, 0xff}, nil, 400, "invalid_argument", api.ReasonBadRequest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := post(t, hc, e.url, tc.path, tc.ctype, tc.body, tc.hdr)

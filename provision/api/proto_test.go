@@ -13,7 +13,8 @@ var allReasons = []api.Reason{
 	api.ReasonBadRequest, api.ReasonTooLarge, api.ReasonUnauthenticated, api.ReasonNotStation,
 	api.ReasonNonce, api.ReasonStationNotAllowed, api.ReasonEvidence, api.ReasonKeyMismatch,
 	api.ReasonReferenceValues, api.ReasonClone, api.ReasonQuotaExceeded, api.ReasonNotFound,
-	api.ReasonWrongState, api.ReasonInternal,
+	api.ReasonWrongState, api.ReasonTransportKey, api.ReasonTPMIdentity, api.ReasonInjectionUnsupported,
+	api.ReasonInjection, api.ReasonInternal,
 }
 
 // TestProtoReasonTable: the table of reasons and codes in the .proto file's

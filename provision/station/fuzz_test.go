@@ -21,6 +21,8 @@ func FuzzAnswer(f *testing.F) {
 	}
 	add(ok(f, &pb.ProvisionResponse{Chain: [][]byte{{1}, {2}}, LogIndex: 7}))
 	add(ok(f, &pb.NonceResponse{Nonce: make([]byte, provision.NonceSize)}))
+	add(ok(f, &pb.ProvisionInjectedResponse{Chain: [][]byte{{1}, {2}}, LogIndex: 7, Key: []byte{3}, Secrets: [][]byte{{4}}}))
+	add(refused(connect.CodeUnavailable, "m", api.ReasonInjection))
 	add(refused(connect.CodePermissionDenied, "m", api.ReasonStationNotAllowed))
 	add(refused(connect.CodeInternal, "m", ""))
 	f.Add([]byte{0, 0, 0, 0, 9, 1}, "0", []byte{})
@@ -40,5 +42,12 @@ func FuzzAnswer(f *testing.F) {
 			t.Fatalf("accepted status %q: %d certificates", status, len(res.Chain))
 		}
 		c.Confirm(t.Context(), []byte{1})
+		if res, err := c.ProvisionInjected(t.Context(), &provision.InjectedRequest{}); err == nil &&
+			(len(res.Chain) < 2 || len(res.Chain) > api.MaxChainCerts || len(res.Secrets) > api.MaxWrappedSecrets || res.Key == nil && res.Secrets != nil) {
+			t.Fatalf("accepted an injected answer of %d certificates, %d secrets", len(res.Chain), len(res.Secrets))
+		}
+		if res, err := c.ProvisionTPM(t.Context(), &provision.TPMRequest{}); err == nil && (len(res.Chain) < 2 || len(res.Chain) > api.MaxChainCerts) {
+			t.Fatalf("accepted a TPM answer of %d certificates", len(res.Chain))
+		}
 	})
 }

@@ -16,6 +16,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/rootline/rootline/device/factoryport"
+	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
 	pb "github.com/rootline/rootline/provision/api/provisionv1"
@@ -195,5 +197,87 @@ func TestUntrustedAnswers(t *testing.T) {
 	}
 	if err := client(t, ok(t, &pb.ConfirmResponse{})).Confirm(ctx, []byte{1}); err != nil {
 		t.Fatalf("confirm: %v", err)
+	}
+}
+
+var (
+	_ InjectedChip = (*factoryport.Client)(nil)
+	_ TPMChip      = (*factoryport.Client)(nil)
+	_ Chip         = (*factoryport.Client)(nil)
+)
+
+func TestNewPaths(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		path string
+		call func(c *Client) error
+		resp proto.Message
+	}{
+		{api.PathProvisionInjected, func(c *Client) error {
+			_, err := c.ProvisionInjected(ctx, &provision.InjectedRequest{UEID: []byte{1}})
+			return err
+		}, &pb.ProvisionInjectedResponse{Chain: [][]byte{{1}, {2}}, Key: []byte{1}}},
+		{api.PathProvisionTPM, func(c *Client) error {
+			_, err := c.ProvisionTPM(ctx, &provision.TPMRequest{})
+			return err
+		}, &pb.ProvisionResponse{Chain: [][]byte{{1}, {2}}}},
+	} {
+		var paths []string
+		a := ok(t, tc.resp)
+		a.paths = &paths
+		if err := tc.call(client(t, a)); err != nil {
+			t.Fatal(err)
+		}
+		if len(paths) != 1 || paths[0] != "/base"+tc.path {
+			t.Fatalf("paths %q, want %s", paths, tc.path)
+		}
+	}
+}
+
+func TestUntrustedInjectedAnswers(t *testing.T) {
+	ctx := t.Context()
+	req := &provision.InjectedRequest{UEID: []byte{1}, Product: "p", Lot: "l"}
+	two := [][]byte{{1}, {2}}
+	for name, a := range map[string]answer{
+		"no chain":        ok(t, &pb.ProvisionInjectedResponse{Key: []byte{1}}),
+		"long chain":      ok(t, &pb.ProvisionInjectedResponse{Chain: bytes.Fields(bytes.Repeat([]byte("a "), api.MaxChainCerts+1)), Key: []byte{1}}),
+		"secrets, no key": ok(t, &pb.ProvisionInjectedResponse{Chain: two, Secrets: [][]byte{{1}}}),
+		"many secrets":    ok(t, &pb.ProvisionInjectedResponse{Chain: two, Key: []byte{1}, Secrets: bytes.Fields(bytes.Repeat([]byte("s "), api.MaxWrappedSecrets+1))}),
+	} {
+		if _, err := client(t, a).ProvisionInjected(ctx, req); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	res, err := client(t, ok(t, &pb.ProvisionInjectedResponse{Chain: two, LogIndex: 3, Key: []byte{9}, Secrets: [][]byte{{8}}})).ProvisionInjected(ctx, req)
+	if err != nil || res.LogIndex != 3 || !bytes.Equal(res.Key, []byte{9}) || len(res.Secrets) != 1 {
+		t.Fatalf("good answer: %+v, %v", res, err)
+	}
+	// After the confirmation: no key, and no secrets.
+	res, err = client(t, ok(t, &pb.ProvisionInjectedResponse{Chain: two})).ProvisionInjected(ctx, req)
+	if err != nil || res.Key != nil || res.Secrets != nil {
+		t.Fatalf("answer without a key: %+v, %v", res, err)
+	}
+	// The injection reasons are refusals, with their sentinels.
+	for _, tc := range []struct {
+		code   connect.Code
+		reason api.Reason
+		status int
+		is     []error
+	}{
+		{connect.CodeUnavailable, api.ReasonInjection, 503, []error{provision.ErrInjection}},
+		{connect.CodeFailedPrecondition, api.ReasonInjectionUnsupported, 501, []error{provision.ErrInjection, hsm.ErrMechanismUnsupported}},
+		{connect.CodeInvalidArgument, api.ReasonTransportKey, 422, []error{provision.ErrTransportKey}},
+		{connect.CodeInvalidArgument, api.ReasonTPMIdentity, 422, []error{provision.ErrTPMIdentity}},
+	} {
+		_, err := client(t, refused(tc.code, "m", tc.reason)).ProvisionInjected(ctx, req)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Reason != tc.reason || ae.Status != tc.status {
+			t.Fatalf("%s: %v", tc.reason, err)
+		}
+		for _, s := range tc.is {
+			if !errors.Is(err, s) {
+				t.Errorf("%s: not %v", tc.reason, s)
+			}
+		}
 	}
 }

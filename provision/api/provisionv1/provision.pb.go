@@ -264,6 +264,301 @@ func (x *ProvisionResponse) GetLogIndex() int64 {
 	return 0
 }
 
+// ProvisionInjectedRequest is the request of a chip of an injected
+// identity (provision.InjectedRequest).
+type ProvisionInjectedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ueid is the chip's UEID, as the chip reports it.
+	Ueid []byte `protobuf:"bytes,1,opt,name=ueid,proto3" json:"ueid,omitempty"`
+	// product names the chip's product, whose identity is injected.
+	Product string `protobuf:"bytes,2,opt,name=product,proto3" json:"product,omitempty"`
+	// lot names the production lot.
+	Lot string `protobuf:"bytes,3,opt,name=lot,proto3" json:"lot,omitempty"`
+	// evidence is the chip's factory evidence over the nonce, as in
+	// ProvisionRequest; its DICE chain ends with the DeviceID certificate.
+	Evidence []byte `protobuf:"bytes,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// transport_statement is the chip's transport-key statement over the
+	// same nonce (pluton/soft: CBOR, at most 4096 bytes), and
+	// transport_signature its DeviceID key's signature over it (at most 512
+	// bytes).
+	TransportStatement []byte `protobuf:"bytes,5,opt,name=transport_statement,json=transportStatement,proto3" json:"transport_statement,omitempty"`
+	TransportSignature []byte `protobuf:"bytes,6,opt,name=transport_signature,json=transportSignature,proto3" json:"transport_signature,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ProvisionInjectedRequest) Reset() {
+	*x = ProvisionInjectedRequest{}
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionInjectedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionInjectedRequest) ProtoMessage() {}
+
+func (x *ProvisionInjectedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionInjectedRequest.ProtoReflect.Descriptor instead.
+func (*ProvisionInjectedRequest) Descriptor() ([]byte, []int) {
+	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ProvisionInjectedRequest) GetUeid() []byte {
+	if x != nil {
+		return x.Ueid
+	}
+	return nil
+}
+
+func (x *ProvisionInjectedRequest) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *ProvisionInjectedRequest) GetLot() string {
+	if x != nil {
+		return x.Lot
+	}
+	return ""
+}
+
+func (x *ProvisionInjectedRequest) GetEvidence() []byte {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *ProvisionInjectedRequest) GetTransportStatement() []byte {
+	if x != nil {
+		return x.TransportStatement
+	}
+	return nil
+}
+
+func (x *ProvisionInjectedRequest) GetTransportSignature() []byte {
+	if x != nil {
+		return x.TransportSignature
+	}
+	return nil
+}
+
+// ProvisionInjectedResponse carries the chip's identity and its device key
+// and secrets, wrapped for it (provision.InjectedResult).
+type ProvisionInjectedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// chain is the chip's certificate chain, as in ProvisionResponse; the
+	// IDevID certifies the injected key.
+	Chain [][]byte `protobuf:"bytes,1,rep,name=chain,proto3" json:"chain,omitempty"`
+	// log_index is the IDevID's index in the issuance transparency log.
+	LogIndex int64 `protobuf:"varint,2,opt,name=log_index,json=logIndex,proto3" json:"log_index,omitempty"`
+	// key is the device key's wrapped blob (pluton/soft wire format: ECDH
+	// with the chip's transport key, AES key wrap, RFC 5649). Empty once the
+	// chip has confirmed and the HSM's copy is destroyed.
+	Key []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// secrets are the product's per-device secrets, each a wrapped blob, in
+	// the product's order; empty when key is.
+	Secrets       [][]byte `protobuf:"bytes,4,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProvisionInjectedResponse) Reset() {
+	*x = ProvisionInjectedResponse{}
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionInjectedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionInjectedResponse) ProtoMessage() {}
+
+func (x *ProvisionInjectedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionInjectedResponse.ProtoReflect.Descriptor instead.
+func (*ProvisionInjectedResponse) Descriptor() ([]byte, []int) {
+	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ProvisionInjectedResponse) GetChain() [][]byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *ProvisionInjectedResponse) GetLogIndex() int64 {
+	if x != nil {
+		return x.LogIndex
+	}
+	return 0
+}
+
+func (x *ProvisionInjectedResponse) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ProvisionInjectedResponse) GetSecrets() [][]byte {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// ProvisionTPMRequest is the request of a chip on a TPM 2.0
+// (provision.TPMRequest).
+type ProvisionTPMRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ueid is the chip's UEID: on a TPM, derived from its IAK's public area.
+	Ueid []byte `protobuf:"bytes,1,opt,name=ueid,proto3" json:"ueid,omitempty"`
+	// csr is a PKCS #10 certification request, DER, signed by the TPM's
+	// IDevID key.
+	Csr []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	// evidence is the chip's factory evidence over the nonce, signed by the
+	// IDevID key, with a quote of the boot PCRs by the IAK.
+	Evidence []byte `protobuf:"bytes,3,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	// product names the chip's product.
+	Product string `protobuf:"bytes,4,opt,name=product,proto3" json:"product,omitempty"`
+	// lot names the production lot.
+	Lot string `protobuf:"bytes,5,opt,name=lot,proto3" json:"lot,omitempty"`
+	// iak_public and idevid_public are the TPMT_PUBLIC areas of the TPM's
+	// attestation key and device identity key (TPM 2.0 Part 2, 12.2.4).
+	IakPublic    []byte `protobuf:"bytes,6,opt,name=iak_public,json=iakPublic,proto3" json:"iak_public,omitempty"`
+	IdevidPublic []byte `protobuf:"bytes,7,opt,name=idevid_public,json=idevidPublic,proto3" json:"idevid_public,omitempty"`
+	// certify_attest is the TPMS_ATTEST of the TPM2_Certify of the IDevID by
+	// the IAK with the nonce as qualifyingData, and certify_signature the
+	// IAK's TPMT_SIGNATURE over it.
+	CertifyAttest    []byte `protobuf:"bytes,8,opt,name=certify_attest,json=certifyAttest,proto3" json:"certify_attest,omitempty"`
+	CertifySignature []byte `protobuf:"bytes,9,opt,name=certify_signature,json=certifySignature,proto3" json:"certify_signature,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ProvisionTPMRequest) Reset() {
+	*x = ProvisionTPMRequest{}
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProvisionTPMRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProvisionTPMRequest) ProtoMessage() {}
+
+func (x *ProvisionTPMRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProvisionTPMRequest.ProtoReflect.Descriptor instead.
+func (*ProvisionTPMRequest) Descriptor() ([]byte, []int) {
+	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ProvisionTPMRequest) GetUeid() []byte {
+	if x != nil {
+		return x.Ueid
+	}
+	return nil
+}
+
+func (x *ProvisionTPMRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *ProvisionTPMRequest) GetEvidence() []byte {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *ProvisionTPMRequest) GetProduct() string {
+	if x != nil {
+		return x.Product
+	}
+	return ""
+}
+
+func (x *ProvisionTPMRequest) GetLot() string {
+	if x != nil {
+		return x.Lot
+	}
+	return ""
+}
+
+func (x *ProvisionTPMRequest) GetIakPublic() []byte {
+	if x != nil {
+		return x.IakPublic
+	}
+	return nil
+}
+
+func (x *ProvisionTPMRequest) GetIdevidPublic() []byte {
+	if x != nil {
+		return x.IdevidPublic
+	}
+	return nil
+}
+
+func (x *ProvisionTPMRequest) GetCertifyAttest() []byte {
+	if x != nil {
+		return x.CertifyAttest
+	}
+	return nil
+}
+
+func (x *ProvisionTPMRequest) GetCertifySignature() []byte {
+	if x != nil {
+		return x.CertifySignature
+	}
+	return nil
+}
+
 // ConfirmRequest names the chip that installed its identity.
 type ConfirmRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -275,7 +570,7 @@ type ConfirmRequest struct {
 
 func (x *ConfirmRequest) Reset() {
 	*x = ConfirmRequest{}
-	mi := &file_rootline_provision_v1_provision_proto_msgTypes[4]
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +582,7 @@ func (x *ConfirmRequest) String() string {
 func (*ConfirmRequest) ProtoMessage() {}
 
 func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rootline_provision_v1_provision_proto_msgTypes[4]
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +595,7 @@ func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmRequest) Descriptor() ([]byte, []int) {
-	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{4}
+	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConfirmRequest) GetUeid() []byte {
@@ -319,7 +614,7 @@ type ConfirmResponse struct {
 
 func (x *ConfirmResponse) Reset() {
 	*x = ConfirmResponse{}
-	mi := &file_rootline_provision_v1_provision_proto_msgTypes[5]
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +626,7 @@ func (x *ConfirmResponse) String() string {
 func (*ConfirmResponse) ProtoMessage() {}
 
 func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rootline_provision_v1_provision_proto_msgTypes[5]
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,26 +639,30 @@ func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmResponse) Descriptor() ([]byte, []int) {
-	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{5}
+	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{8}
 }
 
 // ErrorInfo is the detail of every refusal: its typed reason.
 //
-//	reason               code
-//	bad_request          INVALID_ARGUMENT     malformed request or field
-//	too_large            RESOURCE_EXHAUSTED   message over the size limit
-//	unauthenticated      UNAUTHENTICATED      no verified client certificate
-//	not_a_station        PERMISSION_DENIED    certificate without a station identity
-//	nonce                INVALID_ARGUMENT     unknown, expired or foreign nonce
-//	station_not_allowed  PERMISSION_DENIED    the station may not provision the product
-//	evidence             INVALID_ARGUMENT     evidence does not verify
-//	key_mismatch         INVALID_ARGUMENT     CSR key is not the evidence's key
-//	reference_values     FAILED_PRECONDITION  test firmware not the reference
-//	clone                ALREADY_EXISTS       known UEID with another key (flagged)
-//	quota_exceeded       RESOURCE_EXHAUSTED   the station's quota is spent
-//	not_found            NOT_FOUND            unknown chip
-//	wrong_state          FAILED_PRECONDITION  chip not in a state for the call
-//	internal             INTERNAL             the server failed (no detail given)
+//	reason                 code
+//	bad_request            INVALID_ARGUMENT     malformed request or field
+//	too_large              RESOURCE_EXHAUSTED   message over the size limit
+//	unauthenticated        UNAUTHENTICATED      no verified client certificate
+//	not_a_station          PERMISSION_DENIED    certificate without a station identity
+//	nonce                  INVALID_ARGUMENT     unknown, expired or foreign nonce
+//	station_not_allowed    PERMISSION_DENIED    the station may not provision the product
+//	evidence               INVALID_ARGUMENT     evidence does not verify
+//	key_mismatch           INVALID_ARGUMENT     CSR key is not the evidence's key
+//	reference_values       FAILED_PRECONDITION  test firmware not the reference
+//	clone                  ALREADY_EXISTS       known UEID with another key (flagged)
+//	quota_exceeded         RESOURCE_EXHAUSTED   the station's quota is spent
+//	not_found              NOT_FOUND            unknown chip
+//	wrong_state            FAILED_PRECONDITION  chip not in a state for the call
+//	transport_key          INVALID_ARGUMENT     transport key statement does not verify
+//	tpm_identity           INVALID_ARGUMENT     the TPM's IAK or its certification of the IDevID does not verify
+//	injection_unsupported  FAILED_PRECONDITION  the HSM lacks a mechanism key injection needs
+//	injection              UNAVAILABLE          the HSM failed to make or wrap the key (retry)
+//	internal               INTERNAL             the server failed (no detail given)
 type ErrorInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// reason is one of the reasons above. Clients must treat a reason they do
@@ -375,7 +674,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_rootline_provision_v1_provision_proto_msgTypes[6]
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +686,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_rootline_provision_v1_provision_proto_msgTypes[6]
+	mi := &file_rootline_provision_v1_provision_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +699,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{6}
+	return file_rootline_provision_v1_provision_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ErrorInfo) GetReason() string {
@@ -426,16 +725,41 @@ const file_rootline_provision_v1_provision_proto_rawDesc = "" +
 	"\x03lot\x18\x05 \x01(\tR\x03lot\"F\n" +
 	"\x11ProvisionResponse\x12\x14\n" +
 	"\x05chain\x18\x01 \x03(\fR\x05chain\x12\x1b\n" +
-	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\"$\n" +
+	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\"\xd8\x01\n" +
+	"\x18ProvisionInjectedRequest\x12\x12\n" +
+	"\x04ueid\x18\x01 \x01(\fR\x04ueid\x12\x18\n" +
+	"\aproduct\x18\x02 \x01(\tR\aproduct\x12\x10\n" +
+	"\x03lot\x18\x03 \x01(\tR\x03lot\x12\x1a\n" +
+	"\bevidence\x18\x04 \x01(\fR\bevidence\x12/\n" +
+	"\x13transport_statement\x18\x05 \x01(\fR\x12transportStatement\x12/\n" +
+	"\x13transport_signature\x18\x06 \x01(\fR\x12transportSignature\"z\n" +
+	"\x19ProvisionInjectedResponse\x12\x14\n" +
+	"\x05chain\x18\x01 \x03(\fR\x05chain\x12\x1b\n" +
+	"\tlog_index\x18\x02 \x01(\x03R\blogIndex\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12\x18\n" +
+	"\asecrets\x18\x04 \x03(\fR\asecrets\"\x9b\x02\n" +
+	"\x13ProvisionTPMRequest\x12\x12\n" +
+	"\x04ueid\x18\x01 \x01(\fR\x04ueid\x12\x10\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\x12\x1a\n" +
+	"\bevidence\x18\x03 \x01(\fR\bevidence\x12\x18\n" +
+	"\aproduct\x18\x04 \x01(\tR\aproduct\x12\x10\n" +
+	"\x03lot\x18\x05 \x01(\tR\x03lot\x12\x1d\n" +
+	"\n" +
+	"iak_public\x18\x06 \x01(\fR\tiakPublic\x12#\n" +
+	"\ridevid_public\x18\a \x01(\fR\fidevidPublic\x12%\n" +
+	"\x0ecertify_attest\x18\b \x01(\fR\rcertifyAttest\x12+\n" +
+	"\x11certify_signature\x18\t \x01(\fR\x10certifySignature\"$\n" +
 	"\x0eConfirmRequest\x12\x12\n" +
 	"\x04ueid\x18\x01 \x01(\fR\x04ueid\"\x11\n" +
 	"\x0fConfirmResponse\"#\n" +
 	"\tErrorInfo\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason2\xac\x02\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason2\x94\x04\n" +
 	"\x10ProvisionService\x12T\n" +
 	"\x05Nonce\x12#.rootline.provision.v1.NonceRequest\x1a$.rootline.provision.v1.NonceResponse\"\x00\x12c\n" +
 	"\tProvision\x12'.rootline.provision.v1.ProvisionRequest\x1a(.rootline.provision.v1.ProvisionResponse\"\x03\x90\x02\x02\x12]\n" +
-	"\aConfirm\x12%.rootline.provision.v1.ConfirmRequest\x1a&.rootline.provision.v1.ConfirmResponse\"\x03\x90\x02\x02BDZBgithub.com/rootline/rootline/provision/api/provisionv1;provisionv1b\x06proto3"
+	"\aConfirm\x12%.rootline.provision.v1.ConfirmRequest\x1a&.rootline.provision.v1.ConfirmResponse\"\x03\x90\x02\x02\x12{\n" +
+	"\x11ProvisionInjected\x12/.rootline.provision.v1.ProvisionInjectedRequest\x1a0.rootline.provision.v1.ProvisionInjectedResponse\"\x03\x90\x02\x02\x12i\n" +
+	"\fProvisionTPM\x12*.rootline.provision.v1.ProvisionTPMRequest\x1a(.rootline.provision.v1.ProvisionResponse\"\x03\x90\x02\x02BDZBgithub.com/rootline/rootline/provision/api/provisionv1;provisionv1b\x06proto3"
 
 var (
 	file_rootline_provision_v1_provision_proto_rawDescOnce sync.Once
@@ -449,25 +773,32 @@ func file_rootline_provision_v1_provision_proto_rawDescGZIP() []byte {
 	return file_rootline_provision_v1_provision_proto_rawDescData
 }
 
-var file_rootline_provision_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_rootline_provision_v1_provision_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_rootline_provision_v1_provision_proto_goTypes = []any{
-	(*NonceRequest)(nil),      // 0: rootline.provision.v1.NonceRequest
-	(*NonceResponse)(nil),     // 1: rootline.provision.v1.NonceResponse
-	(*ProvisionRequest)(nil),  // 2: rootline.provision.v1.ProvisionRequest
-	(*ProvisionResponse)(nil), // 3: rootline.provision.v1.ProvisionResponse
-	(*ConfirmRequest)(nil),    // 4: rootline.provision.v1.ConfirmRequest
-	(*ConfirmResponse)(nil),   // 5: rootline.provision.v1.ConfirmResponse
-	(*ErrorInfo)(nil),         // 6: rootline.provision.v1.ErrorInfo
+	(*NonceRequest)(nil),              // 0: rootline.provision.v1.NonceRequest
+	(*NonceResponse)(nil),             // 1: rootline.provision.v1.NonceResponse
+	(*ProvisionRequest)(nil),          // 2: rootline.provision.v1.ProvisionRequest
+	(*ProvisionResponse)(nil),         // 3: rootline.provision.v1.ProvisionResponse
+	(*ProvisionInjectedRequest)(nil),  // 4: rootline.provision.v1.ProvisionInjectedRequest
+	(*ProvisionInjectedResponse)(nil), // 5: rootline.provision.v1.ProvisionInjectedResponse
+	(*ProvisionTPMRequest)(nil),       // 6: rootline.provision.v1.ProvisionTPMRequest
+	(*ConfirmRequest)(nil),            // 7: rootline.provision.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),           // 8: rootline.provision.v1.ConfirmResponse
+	(*ErrorInfo)(nil),                 // 9: rootline.provision.v1.ErrorInfo
 }
 var file_rootline_provision_v1_provision_proto_depIdxs = []int32{
 	0, // 0: rootline.provision.v1.ProvisionService.Nonce:input_type -> rootline.provision.v1.NonceRequest
 	2, // 1: rootline.provision.v1.ProvisionService.Provision:input_type -> rootline.provision.v1.ProvisionRequest
-	4, // 2: rootline.provision.v1.ProvisionService.Confirm:input_type -> rootline.provision.v1.ConfirmRequest
-	1, // 3: rootline.provision.v1.ProvisionService.Nonce:output_type -> rootline.provision.v1.NonceResponse
-	3, // 4: rootline.provision.v1.ProvisionService.Provision:output_type -> rootline.provision.v1.ProvisionResponse
-	5, // 5: rootline.provision.v1.ProvisionService.Confirm:output_type -> rootline.provision.v1.ConfirmResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
+	7, // 2: rootline.provision.v1.ProvisionService.Confirm:input_type -> rootline.provision.v1.ConfirmRequest
+	4, // 3: rootline.provision.v1.ProvisionService.ProvisionInjected:input_type -> rootline.provision.v1.ProvisionInjectedRequest
+	6, // 4: rootline.provision.v1.ProvisionService.ProvisionTPM:input_type -> rootline.provision.v1.ProvisionTPMRequest
+	1, // 5: rootline.provision.v1.ProvisionService.Nonce:output_type -> rootline.provision.v1.NonceResponse
+	3, // 6: rootline.provision.v1.ProvisionService.Provision:output_type -> rootline.provision.v1.ProvisionResponse
+	8, // 7: rootline.provision.v1.ProvisionService.Confirm:output_type -> rootline.provision.v1.ConfirmResponse
+	5, // 8: rootline.provision.v1.ProvisionService.ProvisionInjected:output_type -> rootline.provision.v1.ProvisionInjectedResponse
+	3, // 9: rootline.provision.v1.ProvisionService.ProvisionTPM:output_type -> rootline.provision.v1.ProvisionResponse
+	5, // [5:10] is the sub-list for method output_type
+	0, // [0:5] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -484,7 +815,7 @@ func file_rootline_provision_v1_provision_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rootline_provision_v1_provision_proto_rawDesc), len(file_rootline_provision_v1_provision_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -57,6 +57,12 @@ const (
 	// ProvisionServiceConfirmProcedure is the fully-qualified name of the ProvisionService's Confirm
 	// RPC.
 	ProvisionServiceConfirmProcedure = "/rootline.provision.v1.ProvisionService/Confirm"
+	// ProvisionServiceProvisionInjectedProcedure is the fully-qualified name of the ProvisionService's
+	// ProvisionInjected RPC.
+	ProvisionServiceProvisionInjectedProcedure = "/rootline.provision.v1.ProvisionService/ProvisionInjected"
+	// ProvisionServiceProvisionTPMProcedure is the fully-qualified name of the ProvisionService's
+	// ProvisionTPM RPC.
+	ProvisionServiceProvisionTPMProcedure = "/rootline.provision.v1.ProvisionService/ProvisionTPM"
 )
 
 // ProvisionServiceClient is a client for the rootline.provision.v1.ProvisionService service.
@@ -69,8 +75,21 @@ type ProvisionServiceClient interface {
 	// reference values of the test firmware, clone detection) and returns the
 	// chip's IDevID certificate chain, issued once and logged.
 	Provision(context.Context, *connect.Request[provisionv1.ProvisionRequest]) (*connect.Response[provisionv1.ProvisionResponse], error)
-	// Confirm records that the chip installed its identity (COMPLETE).
+	// Confirm records that the chip installed its identity (COMPLETE). For a
+	// chip of an injected identity, the HSM's copy of its device key is
+	// destroyed first.
 	Confirm(context.Context, *connect.Request[provisionv1.ConfirmRequest]) (*connect.Response[provisionv1.ConfirmResponse], error)
+	// ProvisionInjected is Provision for a product whose identity is
+	// injected (DESIGN.md, "Injected identity"): the chip proves an ECDH
+	// transport key with its DeviceID key, over the nonce; the factory HSM
+	// makes the device key and wraps it (and the product's per-device
+	// secrets) for that chip alone. Repeated before Confirm, it returns the
+	// same certificate and the same key, wrapped again.
+	ProvisionInjected(context.Context, *connect.Request[provisionv1.ProvisionInjectedRequest]) (*connect.Response[provisionv1.ProvisionInjectedResponse], error)
+	// ProvisionTPM is Provision for a chip whose root of trust is a TPM 2.0:
+	// the CSR and the evidence are signed by the TPM's IDevID key, and the
+	// TPM's IAK certifies the IDevID (TPM2_Certify) over the nonce.
+	ProvisionTPM(context.Context, *connect.Request[provisionv1.ProvisionTPMRequest]) (*connect.Response[provisionv1.ProvisionResponse], error)
 }
 
 // NewProvisionServiceClient constructs a client for the rootline.provision.v1.ProvisionService
@@ -104,14 +123,30 @@ func NewProvisionServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		provisionInjected: connect.NewClient[provisionv1.ProvisionInjectedRequest, provisionv1.ProvisionInjectedResponse](
+			httpClient,
+			baseURL+ProvisionServiceProvisionInjectedProcedure,
+			connect.WithSchema(provisionServiceMethods.ByName("ProvisionInjected")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		provisionTPM: connect.NewClient[provisionv1.ProvisionTPMRequest, provisionv1.ProvisionResponse](
+			httpClient,
+			baseURL+ProvisionServiceProvisionTPMProcedure,
+			connect.WithSchema(provisionServiceMethods.ByName("ProvisionTPM")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // provisionServiceClient implements ProvisionServiceClient.
 type provisionServiceClient struct {
-	nonce     *connect.Client[provisionv1.NonceRequest, provisionv1.NonceResponse]
-	provision *connect.Client[provisionv1.ProvisionRequest, provisionv1.ProvisionResponse]
-	confirm   *connect.Client[provisionv1.ConfirmRequest, provisionv1.ConfirmResponse]
+	nonce             *connect.Client[provisionv1.NonceRequest, provisionv1.NonceResponse]
+	provision         *connect.Client[provisionv1.ProvisionRequest, provisionv1.ProvisionResponse]
+	confirm           *connect.Client[provisionv1.ConfirmRequest, provisionv1.ConfirmResponse]
+	provisionInjected *connect.Client[provisionv1.ProvisionInjectedRequest, provisionv1.ProvisionInjectedResponse]
+	provisionTPM      *connect.Client[provisionv1.ProvisionTPMRequest, provisionv1.ProvisionResponse]
 }
 
 // Nonce calls rootline.provision.v1.ProvisionService.Nonce.
@@ -129,6 +164,16 @@ func (c *provisionServiceClient) Confirm(ctx context.Context, req *connect.Reque
 	return c.confirm.CallUnary(ctx, req)
 }
 
+// ProvisionInjected calls rootline.provision.v1.ProvisionService.ProvisionInjected.
+func (c *provisionServiceClient) ProvisionInjected(ctx context.Context, req *connect.Request[provisionv1.ProvisionInjectedRequest]) (*connect.Response[provisionv1.ProvisionInjectedResponse], error) {
+	return c.provisionInjected.CallUnary(ctx, req)
+}
+
+// ProvisionTPM calls rootline.provision.v1.ProvisionService.ProvisionTPM.
+func (c *provisionServiceClient) ProvisionTPM(ctx context.Context, req *connect.Request[provisionv1.ProvisionTPMRequest]) (*connect.Response[provisionv1.ProvisionResponse], error) {
+	return c.provisionTPM.CallUnary(ctx, req)
+}
+
 // ProvisionServiceHandler is an implementation of the rootline.provision.v1.ProvisionService
 // service.
 type ProvisionServiceHandler interface {
@@ -140,8 +185,21 @@ type ProvisionServiceHandler interface {
 	// reference values of the test firmware, clone detection) and returns the
 	// chip's IDevID certificate chain, issued once and logged.
 	Provision(context.Context, *connect.Request[provisionv1.ProvisionRequest]) (*connect.Response[provisionv1.ProvisionResponse], error)
-	// Confirm records that the chip installed its identity (COMPLETE).
+	// Confirm records that the chip installed its identity (COMPLETE). For a
+	// chip of an injected identity, the HSM's copy of its device key is
+	// destroyed first.
 	Confirm(context.Context, *connect.Request[provisionv1.ConfirmRequest]) (*connect.Response[provisionv1.ConfirmResponse], error)
+	// ProvisionInjected is Provision for a product whose identity is
+	// injected (DESIGN.md, "Injected identity"): the chip proves an ECDH
+	// transport key with its DeviceID key, over the nonce; the factory HSM
+	// makes the device key and wraps it (and the product's per-device
+	// secrets) for that chip alone. Repeated before Confirm, it returns the
+	// same certificate and the same key, wrapped again.
+	ProvisionInjected(context.Context, *connect.Request[provisionv1.ProvisionInjectedRequest]) (*connect.Response[provisionv1.ProvisionInjectedResponse], error)
+	// ProvisionTPM is Provision for a chip whose root of trust is a TPM 2.0:
+	// the CSR and the evidence are signed by the TPM's IDevID key, and the
+	// TPM's IAK certifies the IDevID (TPM2_Certify) over the nonce.
+	ProvisionTPM(context.Context, *connect.Request[provisionv1.ProvisionTPMRequest]) (*connect.Response[provisionv1.ProvisionResponse], error)
 }
 
 // NewProvisionServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -171,6 +229,20 @@ func NewProvisionServiceHandler(svc ProvisionServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	provisionServiceProvisionInjectedHandler := connect.NewUnaryHandler(
+		ProvisionServiceProvisionInjectedProcedure,
+		svc.ProvisionInjected,
+		connect.WithSchema(provisionServiceMethods.ByName("ProvisionInjected")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	provisionServiceProvisionTPMHandler := connect.NewUnaryHandler(
+		ProvisionServiceProvisionTPMProcedure,
+		svc.ProvisionTPM,
+		connect.WithSchema(provisionServiceMethods.ByName("ProvisionTPM")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/rootline.provision.v1.ProvisionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ProvisionServiceNonceProcedure:
@@ -179,6 +251,10 @@ func NewProvisionServiceHandler(svc ProvisionServiceHandler, opts ...connect.Han
 			provisionServiceProvisionHandler.ServeHTTP(w, r)
 		case ProvisionServiceConfirmProcedure:
 			provisionServiceConfirmHandler.ServeHTTP(w, r)
+		case ProvisionServiceProvisionInjectedProcedure:
+			provisionServiceProvisionInjectedHandler.ServeHTTP(w, r)
+		case ProvisionServiceProvisionTPMProcedure:
+			provisionServiceProvisionTPMHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -198,4 +274,12 @@ func (UnimplementedProvisionServiceHandler) Provision(context.Context, *connect.
 
 func (UnimplementedProvisionServiceHandler) Confirm(context.Context, *connect.Request[provisionv1.ConfirmRequest]) (*connect.Response[provisionv1.ConfirmResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rootline.provision.v1.ProvisionService.Confirm is not implemented"))
+}
+
+func (UnimplementedProvisionServiceHandler) ProvisionInjected(context.Context, *connect.Request[provisionv1.ProvisionInjectedRequest]) (*connect.Response[provisionv1.ProvisionInjectedResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rootline.provision.v1.ProvisionService.ProvisionInjected is not implemented"))
+}
+
+func (UnimplementedProvisionServiceHandler) ProvisionTPM(context.Context, *connect.Request[provisionv1.ProvisionTPMRequest]) (*connect.Response[provisionv1.ProvisionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("rootline.provision.v1.ProvisionService.ProvisionTPM is not implemented"))
 }
