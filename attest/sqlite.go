@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rootline/rootline/internal/sqlstmt"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
 )
 
@@ -55,6 +56,7 @@ type SQLite struct {
 	states   *lru[stateEntry]
 	wdb, rdb *sql.DB
 	wconn    *sql.Conn
+	wq       *sqlstmt.Cache // the writer's prepared statements, on wconn
 	maxBatch int
 	reqs     chan *sqliteWrite
 	quit     chan struct{}
@@ -159,6 +161,7 @@ func OpenSQLite(ctx context.Context, cfg *SQLiteConfig) (*SQLite, error) {
 		return fail(err)
 	}
 	s.rdb.SetMaxOpenConns(8)
+	s.wq = sqlstmt.New(s.wconn)
 	go s.writer()
 	return s, nil
 }
@@ -175,6 +178,7 @@ func (s *SQLite) Close() error {
 	close(s.quit)
 	s.mu.Unlock()
 	<-s.done
+	s.wq.Close() // the writer has returned: the cache is ours
 	return errors.Join(s.wconn.Close(), s.wdb.Close(), s.rdb.Close())
 }
 
@@ -242,8 +246,12 @@ func (s *SQLite) commit(batch []*sqliteWrite) {
 			w.done <- errs[i]
 		}
 	}
-	tx, err := s.wconn.BeginTx(ctx, nil)
-	if err != nil {
+	// An explicit transaction on the writer's connection, so that its
+	// prepared statements (sqlstmt) are reused: a *sql.Tx would prepare
+	// every statement again.
+	q := s.wq
+	rollback := func() { q.ExecContext(ctx, "ROLLBACK") }
+	if _, err := q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		finish(fmt.Errorf("attest: store: %w", err))
 		return
 	}
@@ -253,26 +261,27 @@ func (s *SQLite) commit(batch []*sqliteWrite) {
 			errs[i] = err
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
-			tx.Rollback()
+		if _, err := q.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			rollback()
 			finish(fmt.Errorf("attest: store: %w", err))
 			return
 		}
-		ids[i], errs[i] = s.write(ctx, tx, w.v)
+		ids[i], errs[i] = s.write(ctx, q, w.v)
 		if errs[i] != nil {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
-				tx.Rollback()
+			if _, err := q.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+				rollback()
 				finish(fmt.Errorf("attest: store: %w", err))
 				return
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
-			tx.Rollback()
+		if _, err := q.ExecContext(ctx, "RELEASE w"); err != nil {
+			rollback()
 			finish(fmt.Errorf("attest: store: %w", err))
 			return
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := q.ExecContext(ctx, "COMMIT"); err != nil {
+		rollback()
 		finish(fmt.Errorf("attest: store: %w", err))
 		return
 	}
@@ -287,7 +296,7 @@ func (s *SQLite) commit(batch []*sqliteWrite) {
 	finish(nil)
 }
 
-func (s *SQLite) write(ctx context.Context, tx *sql.Tx, v *Verdict) (int64, error) {
+func (s *SQLite) write(ctx context.Context, tx *sqlstmt.Cache, v *Verdict) (int64, error) {
 	reasons, err := json.Marshal(nonNil(v.Reasons))
 	if err != nil {
 		return 0, err

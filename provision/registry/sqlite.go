@@ -12,6 +12,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, pure Go
+
+	"github.com/rootline/rootline/internal/sqlstmt"
 )
 
 // SQLiteConfig configures OpenSQLite.
@@ -48,7 +50,7 @@ type SQLite struct {
 	ops
 	wdb, rdb *sql.DB
 	wconn    *sql.Conn
-	wq       *stmtCache // the writer's prepared statements, on wconn
+	wq       *sqlstmt.Cache // the writer's prepared statements, on wconn
 	maxBatch int
 
 	reqs chan *writeReq
@@ -128,7 +130,7 @@ func OpenSQLite(ctx context.Context, cfg *SQLiteConfig) (*SQLite, error) {
 		return nil, fmt.Errorf("registry: opening %s: %w", cfg.Path, err)
 	}
 	s.rdb.SetMaxOpenConns(8)
-	s.wq = newStmtCache(s.wconn)
+	s.wq = sqlstmt.New(s.wconn)
 	go s.writer()
 	return s, nil
 }
