@@ -42,7 +42,9 @@ step with the command that does the same by hand:
  12. the factory: the provisioning service on 127.0.0.1 over mutual TLS
      (CA in SoftHSM2, SQLite registry, issuance log); a station
      provisions --chips chips (1,000); a retry, a clone and a station of another
-     product; an inclusion proof from the issuance log
+     product; a chip of a second product whose identity is injected (the
+     key made in the token and wrapped to the chip, a per-device join key);
+     an inclusion proof from the issuance log
  13. the field: the registry export, endorsements and the CA feed the
      attestation verifier (serve verify, EAR key in SoftHSM2); chip 1's
      agent attests and gets an EAR and a 24-hour operational

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -32,6 +33,7 @@ import (
 	"github.com/rootline/rootline/pluton/evidence"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
+	"github.com/rootline/rootline/provision/hsminject"
 	"github.com/rootline/rootline/provision/registry"
 	"github.com/rootline/rootline/provision/station"
 	"github.com/rootline/rootline/provision/translog"
@@ -146,7 +148,7 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	}
 	d.say("sku-b    %s", interB.Subject)
 
-	local, err := openLocal(ctx, caDir, cfg, kr, log, "sku-a", ca.StationsIssuer)
+	local, err := openLocal(ctx, caDir, cfg, kr, log, "sku-a", "sku-b", ca.StationsIssuer)
 	if err != nil {
 		return err
 	}
@@ -231,6 +233,35 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	products := map[string]*provision.ProductPolicy{"sku-a": {
 		HWType: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1}, Chain: []*x509.Certificate{res.inter, res.root}, ReferenceValues: refs,
 	}}
+	// sku-b's chips receive their identity: the HSM makes each device key
+	// and wraps it to the chip, and derives a per-device join key.
+	fwB, err := newFactoryFirmware("sku-b")
+	if err != nil {
+		return err
+	}
+	refsB := map[string]provision.LayerReference{}
+	for _, l := range boot.Layers() {
+		img, err := boot.ParseImage(fwB.images[l])
+		if err != nil {
+			return err
+		}
+		refsB[string(l)] = provision.LayerReference{Digests: [][]byte{img.Manifest.Digest}, MinSVN: img.Manifest.SVN}
+	}
+	injectHSM, _, err := kr.module(ctx, uri("factory-sku-b"))
+	if err != nil {
+		return err
+	}
+	master, err := injectHSM.CreateSecretMaster(ctx, "factory-sku-b-join-master")
+	if err != nil {
+		return err
+	}
+	products["sku-b"] = &provision.ProductPolicy{
+		HWType: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 2}, Chain: []*x509.Certificate{interB, res.root}, ReferenceValues: refsB,
+		Identity: provision.Injected,
+		Injection: &provision.InjectionPolicy{Injector: hsminject.New(injectHSM, nil), KeyAlgorithm: pluton.ECDSAP256,
+			SecretMaster: master.String(), Secrets: []string{"join-key"}},
+	}
+	d.say("sku-b: identity injected (device keys made in the token and wrapped to each chip; a per-device join key derived from %s)", master.Object)
 	svc, err := provision.New(&provision.Config{
 		Registry: reg, Issuer: local, Log: tl, NonceKey: nonceKey[:], Logger: log, Products: products,
 	})
@@ -445,11 +476,35 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	}
 	d.say("the chip is unchanged: %s", lc4)
 
+	// 6b. An injected identity.
+	d.step("Station line-2 provisions a chip of sku-b, whose identity is injected",
+		fmt.Sprintf("station provision --identity injected --cert line-2.pem … --chip %s --product sku-b --lot lot-1", filepath.Join(dir, "chip-b-1")))
+	devB, err := fwB.bootChip(ctx, filepath.Join(dir, "chip-b-1"), log)
+	if err != nil {
+		return err
+	}
+	resB, err := station.ProvisionInjectedChip(ctx, client2, devB, "sku-b", "lot-1")
+	if err == nil {
+		err = showInjected(ctx, d, devB, resB)
+	}
+	devB.Close()
+	if err != nil {
+		return fmt.Errorf("demo: the sku-b chip: %w", err)
+	}
+	keys, err := injectHSM.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if strings.HasPrefix(k.Label, "rootline-idevid-") {
+			return fmt.Errorf("demo: the injected key %s is still in the token after the chip confirmed", k.Label)
+		}
+	}
+	d.say("after the chip confirmed, the token holds no injected device key (%d keys listed, none rootline-idevid-…)", len(keys))
+
 	// 7. The issuance log.
 	d.step("The issuance log: a signed tree head, and chip 2's certificate in it",
 		fmt.Sprintf("log head --dir %s --hsm-key '%s' --name log.factory.rootline.demo --out head.txt", filepath.Join(dir, "log"), logURI))
-	fmt.Fprintf(d.w, "   $ rootline log prove --dir %s --index %d --size %d --out proof.bin\n", filepath.Join(dir, "log"), chips[1].res.LogIndex, n)
-	fmt.Fprintf(d.w, "   $ rootline log verify --key KEY --head head.txt --cert chip-2.der --index %d --proof proof.bin\n", chips[1].res.LogIndex)
 	head, err := tl.TreeHead(ctx)
 	if err != nil {
 		return err
@@ -459,6 +514,8 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(d.w, "   $ rootline log prove --dir %s --index %d --size %d --out proof.bin\n", filepath.Join(dir, "log"), chips[1].res.LogIndex, tree.N)
+	fmt.Fprintf(d.w, "   $ rootline log verify --key KEY --head head.txt --cert chip-2.der --index %d --proof proof.bin\n", chips[1].res.LogIndex)
 	proof, err := tl.InclusionProof(ctx, chips[1].res.LogIndex, tree.N)
 	if err != nil {
 		return err
@@ -632,4 +689,36 @@ func forgeCloneRequest(genuine *device.FactoryRequest, ueid []byte, product, lot
 		return nil, err
 	}
 	return &provision.Request{UEID: ueid, CSR: csr, Evidence: ev, Product: product, Lot: lot}, nil
+}
+
+// showInjected prints what an injected chip received: its IDevID, for the
+// key the chip unwrapped (it signs, and the IDevID's key verifies), and its
+// join key.
+func showInjected(ctx context.Context, d *demo, dev *device.Device, r *provision.InjectedResult) error {
+	leaf, err := x509.ParseCertificate(r.Chain[0])
+	if err != nil {
+		return err
+	}
+	signer, err := dev.IdentitySigner(ctx)
+	if err != nil {
+		return err
+	}
+	msg := sha256.Sum256([]byte("proof that the injected key is in the chip"))
+	sig, err := signer.Sign(rand.Reader, msg[:], crypto.SHA256)
+	if err != nil {
+		return err
+	}
+	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !ecdsa.VerifyASN1(pub, msg[:], sig) {
+		return errors.New("the injected key's signature does not verify with the IDevID's key")
+	}
+	join, err := dev.Chip().Secret(ctx, device.InjectedKeyCompartment, "join-key")
+	if err != nil {
+		return err
+	}
+	n := len(join)
+	clear(join)
+	d.say("IDevID serial %s, log index %d, for the injected key: it signs inside the chip, the IDevID's key verifies", ca.Hex(leaf.SerialNumber), r.LogIndex)
+	d.say("join-key: %d bytes in the chip's %s compartment; the service and the station only ever saw it wrapped", n, device.InjectedKeyCompartment)
+	return nil
 }

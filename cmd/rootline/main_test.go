@@ -57,7 +57,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Part 4: the factory", "Part 5: the field", "status: affirming", "operational certificate:", "reason: rollback"} {
+	for _, want := range []string{"Part 4: the factory", "whose identity is injected", "the token holds no injected device key", "Part 5: the field", "status: affirming", "operational certificate:", "reason: rollback"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
