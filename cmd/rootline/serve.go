@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -42,6 +43,13 @@ type serveConfig struct {
 		// client certificates may read the registry export
 		// (GET /v1/registry/export): the attestation verifiers'.
 		VerifierCA string `json:"verifierCA,omitempty"`
+		// StationCRL and VerifierCRL, optional, are the CRL files of the
+		// stations CA and the verifiers CA ("rootline ca crl --issuer
+		// stations"): read again when they change, and checked on every
+		// request, so a revoked station loses access at its next call.
+		// Past its nextUpdate a CRL refuses everyone of its CA.
+		StationCRL  string `json:"stationCRL,omitempty"`
+		VerifierCRL string `json:"verifierCRL,omitempty"`
 	} `json:"tls"`
 	// Registry is the SQLite database file, or a PostgreSQL URL
 	// (postgres://user@host/db?sslmode=verify-full) that several replicas
@@ -196,6 +204,8 @@ func (c *serveConfig) Validate() error {
 		}
 	}
 	switch {
+	case c.TLS.VerifierCRL != "" && c.TLS.VerifierCA == "":
+		return errors.New("tls.verifierCRL needs tls.verifierCA")
 	case (c.Log.SigningKey == "") == (c.Log.HSMKey == ""):
 		return errors.New("log: give exactly one of signingKey (a file) and hsmKey (a PKCS#11 URI)")
 	case c.Log.HSMKey != "" && c.Log.Name == "":
@@ -221,7 +231,7 @@ func (c *serveConfig) Validate() error {
 
 // resolve makes c's relative paths relative to dir.
 func (c *serveConfig) resolve(dir string) {
-	paths := []*string{&c.TLS.Certificate, &c.TLS.Key, &c.TLS.StationCA, &c.TLS.VerifierCA, &c.CADir,
+	paths := []*string{&c.TLS.Certificate, &c.TLS.Key, &c.TLS.StationCA, &c.TLS.VerifierCA, &c.TLS.StationCRL, &c.TLS.VerifierCRL, &c.CADir,
 		&c.Log.Dir, &c.Log.SigningKey, &c.NonceKey, &c.ReferenceValues}
 	if !isPostgresDSN(c.Registry) {
 		paths = append(paths, &c.Registry)
@@ -370,7 +380,7 @@ FILE is JSON (relative paths are relative to it):
 
   {"version": 1, "listen": "0.0.0.0:8443",
    "tls": {"certificate": "server.pem", "key": "server.key", "stationCA": "ca/stations.pem",
-           "verifierCA": "verifiers-ca.pem"},
+           "stationCRL": "stations.crl", "verifierCA": "verifiers-ca.pem"},
    "registry": "registry.db", "caDir": "ca",
    "log": {"dir": "log", "hsmKey": "pkcs11:token=factory;object=log?pin-source=file:/run/factory.pin",
            "name": "log.factory.example"},
@@ -513,6 +523,25 @@ The CA's keys are opened from their PKCS#11 URIs in caDir/ca.json.`,
 					return fmt.Errorf("tls.verifierCA: %w", err)
 				}
 				sc.Export = export.Handler(reg, products, log)
+			}
+			crls := map[string]*x509.Certificate{}
+			for _, c := range []struct{ name, crl, ca string }{
+				{"tls.stationCRL", cfg.TLS.StationCRL, cfg.TLS.StationCA},
+				{"tls.verifierCRL", cfg.TLS.VerifierCRL, cfg.TLS.VerifierCA},
+			} {
+				if c.crl == "" {
+					continue
+				}
+				certs, err := readCertificates(c.ca)
+				if err != nil || len(certs) != 1 {
+					return fmt.Errorf("%s: its CA file must hold exactly the one CA certificate that signs it (%v)", c.name, err)
+				}
+				crls[c.crl] = certs[0]
+			}
+			if len(crls) > 0 {
+				if sc.Revocation, err = api.NewCRLFile(nil, crls); err != nil {
+					return err
+				}
 			}
 			return api.Serve(ctx, sc, api.NewHandler(svc, log))
 		},

@@ -239,6 +239,7 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 
 	// The issuance log's tree-head key is an Ed25519 key in the same token.
 	exe("hsm", "keygen", "--uri", uri("log"), "--alg", "ed25519")
+	exe("ca", "crl", "--dir", caDir, "--issuer", "stations", "--out", filepath.Join(w, "stations.crl"))
 	if err := os.WriteFile(filepath.Join(w, "nonce.key"), []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	}
 	master.PINSource = "env:CA_PIN"
 	if err := os.WriteFile(filepath.Join(w, "provision.json"), []byte(`{"version":1,"listen":"127.0.0.1:0",
-	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem","verifierCA":"verifiers-ca.pem"},
+	 "tls":{"certificate":"server.pem","key":"server.key","stationCA":"ca/stations.pem","stationCRL":"stations.crl","verifierCA":"verifiers-ca.pem"},
 	 "registry":"`+registrySetting()+`","caDir":"ca","log":{"dir":"log","hsmKey":"`+uri("log")+`","name":"log.rootline.test"},
 	 "nonceKey":"nonce.key","referenceValues":"refs.json",
 	 "products":{"sku-a":{"identity":"on-chip"},
@@ -473,6 +474,36 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 			t.Fatalf("export: %+v", ex.Devices)
 		}
 	}
+
+	// line-1's certificate is revoked and a new CRL published: its next
+	// call is refused, without restarting the service.
+	l1, err := x509.ParseCertificate(pemBlock(t, filepath.Join(w, "line-1.pem")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe("ca", "revoke", "--dir", caDir, "--serial", l1.SerialNumber.Text(16), "--reason", "1")
+	exe("ca", "crl", "--dir", caDir, "--issuer", "stations", "--out", filepath.Join(w, "stations.crl"))
+	time.Sleep(1100 * time.Millisecond) // the service looks at the file at most once a second
+	chip5 := filepath.Join(w, "chip5")
+	bootedChip(t, chip5, "sku-a")
+	rc := newStationCommand(g)
+	var rout bytes.Buffer
+	rc.SetOut(&rout)
+	rc.SetErr(&rout)
+	err = run(t, ctx, rc, "provision", "--server", "https://"+addr, "--cert", filepath.Join(w, "line-1.pem"),
+		"--key", filepath.Join(w, "line-1.key"), "--ca", filepath.Join(w, "srvca.pem"), "--chip", chip5, "--product", "sku-a", "--lot", "lot-1")
+	if !isExit(err, 2) || !strings.Contains(err.Error(), "unauthenticated") {
+		t.Fatalf("a revoked station: %v\n%s", err, rout.String())
+	}
+}
+
+func pemBlock(t *testing.T, path string) []byte {
+	t.Helper()
+	blk, _ := pem.Decode(mustRead(t, path))
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
+	return blk.Bytes
 }
 
 func isExit(err error, code int) bool {
@@ -515,4 +546,13 @@ func listObjects(t *testing.T, pin string) string {
 		t.Fatalf("pkcs11-tool: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

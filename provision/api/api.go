@@ -64,6 +64,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -480,6 +481,10 @@ func (s *service) options(md protoreflect.MethodDescriptor, limit int64) []conne
 		// descriptorpb's levels and connect's have the same numbers.
 		connect.WithIdempotency(connect.IdempotencyLevel(md.Options().(*descriptorpb.MethodOptions).GetIdempotencyLevel())),
 		connect.WithReadMaxBytes(int(limit)),
+		// Answers are a few kilobytes of certificates that do not
+		// compress: gzip would cost CPU for nothing (it was 5% of the
+		// service's CPU under load). Requests may still come compressed.
+		connect.WithCompressMinBytes(noCompressionBelow),
 		connect.WithCodec(wireCodec{"proto"}),
 		connect.WithCodec(wireCodec{"json"}),
 		connect.WithCodec(wireCodec{"json; charset=utf-8"}),
@@ -489,6 +494,9 @@ func (s *service) options(md protoreflect.MethodDescriptor, limit int64) []conne
 		}),
 	}
 }
+
+// noCompressionBelow: answers smaller than this are not compressed.
+const noCompressionBelow = 1 << 20
 
 // wire is a request message as it came, in a codec's encoding: the codecs
 // of the handler do not decode (connect's own would refuse a malformed
@@ -566,7 +574,12 @@ type peer struct {
 
 // stationAuth is the chains of the client certificate to the station CA,
 // verified by Serve; none if it does not chain there.
-type stationAuth struct{ chains [][]*x509.Certificate }
+type stationAuth struct {
+	chains [][]*x509.Certificate
+	// revoked: the certificate chains to the station CA but is revoked,
+	// or its revocation status is unknown.
+	revoked bool
+}
 
 type stationAuthKey struct{}
 
@@ -607,6 +620,9 @@ func station(ctx context.Context) (*provision.Station, error) {
 	chains := p.tls.VerifiedChains
 	if p.auth != nil {
 		chains = p.auth.chains
+		if p.auth.revoked {
+			return nil, newError(ReasonUnauthenticated, "the client certificate is revoked, or its revocation status is unknown")
+		}
 		if len(chains) == 0 {
 			return nil, newError(ReasonNotStation, "the client certificate is not of the station CA")
 		}
@@ -786,6 +802,11 @@ type ServerConfig struct {
 	// (/healthz and /metrics answer any client the handshake accepts,
 	// station or verifier.)
 	Export http.Handler
+	// Revocation, optional, is asked on every request whether the client's
+	// certificate (or an intermediate of its chain) is revoked: a revoked
+	// station or verifier is refused at its next call. NewCRLFile reads
+	// the CAs' CRLs.
+	Revocation Revocation
 	// Logger: default discard.
 	Logger *slog.Logger
 	// Ready, if set, receives the listener's address once it listens.
@@ -861,11 +882,33 @@ func verify(cs *tls.ConnectionState, pool *x509.CertPool) [][]*x509.Certificate 
 // authorize routes a request by its client certificate: PathExport to
 // export for a certificate of verifierCA (403 otherwise), everything else
 // to h with the certificate's chains to stationCA in the context, which the
-// station calls require.
-func authorize(stationCA, verifierCA *x509.CertPool, exp, h http.Handler, logger *slog.Logger) http.Handler {
+// station calls require. A certificate that rev says is revoked, or whose
+// revocation is unknown, counts as none.
+func authorize(stationCA, verifierCA *x509.CertPool, rev Revocation, exp, h http.Handler, logger *slog.Logger) http.Handler {
+	// chainsOf verifies the request's client certificate against pool,
+	// once per connection (and again each minute, or when a certificate
+	// of the chain expires), then asks rev on every request.
+	chainsOf := func(r *http.Request, pool *x509.CertPool) (chains [][]*x509.Certificate, revoked bool) {
+		chains = verifyCached(r.Context(), r.TLS, pool)
+		if len(chains) == 0 || rev == nil {
+			return chains, false
+		}
+		for _, c := range chains[0][:len(chains[0])-1] { // the root is not on a CRL
+			isRevoked, err := rev.Revoked(c)
+			if err != nil {
+				logger.Error("client certificate refused: its revocation status is unknown", "subject", c.Subject.String(), "err", err)
+				return nil, true
+			}
+			if isRevoked {
+				logger.Warn("client certificate refused: revoked", "subject", c.Subject.String(), "serial", c.SerialNumber.Text(16), "remote", r.RemoteAddr)
+				return nil, true
+			}
+		}
+		return chains, false
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if exp != nil && r.URL.Path == PathExport {
-			if len(verify(r.TLS, verifierCA)) == 0 {
+			if chains, _ := chainsOf(r, verifierCA); len(chains) == 0 {
 				logger.Warn("registry export refused: not a verifier certificate", "remote", r.RemoteAddr)
 				http.Error(w, "api: the registry export is for verifiers only", http.StatusForbidden)
 				return
@@ -873,9 +916,55 @@ func authorize(stationCA, verifierCA *x509.CertPool, exp, h http.Handler, logger
 			exp.ServeHTTP(w, r)
 			return
 		}
-		ctx := context.WithValue(r.Context(), stationAuthKey{}, &stationAuth{chains: verify(r.TLS, stationCA)})
+		chains, revoked := chainsOf(r, stationCA)
+		ctx := context.WithValue(r.Context(), stationAuthKey{}, &stationAuth{chains: chains, revoked: revoked})
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// connAuth caches, per TLS connection, the client certificate's chains to
+// each pool: verifying a chain is a signature check per certificate, and
+// a station makes three calls per chip on one connection.
+type connAuth struct {
+	mu    sync.Mutex
+	pools map[*x509.CertPool]cachedChains
+}
+
+type cachedChains struct {
+	chains [][]*x509.Certificate
+	until  time.Time
+}
+
+type connAuthKey struct{}
+
+// reverifyAfter bounds how long a connection's verification is reused.
+const reverifyAfter = time.Minute
+
+// verifyCached is verify, remembered for the request's connection (Serve
+// puts a connAuth in each connection's context) until reverifyAfter has
+// passed or a certificate of the chain expires.
+func verifyCached(ctx context.Context, cs *tls.ConnectionState, pool *x509.CertPool) [][]*x509.Certificate {
+	ca, _ := ctx.Value(connAuthKey{}).(*connAuth)
+	if ca == nil {
+		return verify(cs, pool)
+	}
+	now := time.Now()
+	ca.mu.Lock()
+	defer ca.mu.Unlock()
+	if c, ok := ca.pools[pool]; ok && now.Before(c.until) {
+		return c.chains
+	}
+	chains := verify(cs, pool)
+	until := now.Add(reverifyAfter)
+	if len(chains) > 0 {
+		for _, c := range chains[0] {
+			if c.NotAfter.Before(until) {
+				until = c.NotAfter
+			}
+		}
+	}
+	ca.pools[pool] = cachedChains{chains: chains, until: until}
+	return chains
 }
 
 // Serve serves h (normally NewHandler's) over TLS 1.3, HTTP/2 and
@@ -899,7 +988,10 @@ func Serve(ctx context.Context, cfg *ServerConfig, h http.Handler) error {
 	protocols.SetHTTP1(true)
 	protocols.SetHTTP2(true)
 	srv := &http.Server{
-		Handler:           authorize(cfg.StationCA, cfg.VerifierCA, cfg.Export, h, logger),
+		Handler: authorize(cfg.StationCA, cfg.VerifierCA, cfg.Revocation, cfg.Export, h, logger),
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, connAuthKey{}, &connAuth{pools: map[*x509.CertPool]cachedChains{}})
+		},
 		TLSConfig:         tlsConf,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -90,6 +90,8 @@ type envOptions struct {
 	// products, if set, changes the products' policies before the
 	// service is made (inject_test.go: an injected sku-b).
 	products func(t *testing.T, e *env)
+	// revocation, if set, gives Serve its Revocation.
+	revocation func(t *testing.T, e *env) api.Revocation
 }
 
 func newEnv(t *testing.T) *env { return newEnvWith(t, envOptions{}) }
@@ -170,6 +172,9 @@ func newEnvWith(t *testing.T, opts envOptions) *env {
 		return e
 	}
 	cfg := &api.ServerConfig{Listen: "127.0.0.1:0", Certificate: e.server, StationCA: e.stCA}
+	if opts.revocation != nil {
+		cfg.Revocation = opts.revocation(t, e)
+	}
 	if opts.verifier {
 		var vca *x509.Certificate
 		vca, e.verif = clientCA(t, "Test Verifier CA", "verifier-1", x509.ExtKeyUsageClientAuth)
