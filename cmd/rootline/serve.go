@@ -236,11 +236,7 @@ func (c *serveConfig) resolve(dir string) {
 	if !isPostgresDSN(c.Registry) {
 		paths = append(paths, &c.Registry)
 	}
-	for _, p := range paths {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
-		}
-	}
+	resolvePaths(dir, paths...)
 }
 
 // maxConfigFile bounds the configuration and reference values files.
@@ -258,7 +254,17 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
-func loadServeConfig(path string) (*serveConfig, error) {
+// configFile is a service's configuration file type: strict JSON,
+// validated, then its relative paths made relative to its directory.
+type configFile[T any] interface {
+	*T
+	Validate() error
+	resolve(dir string)
+}
+
+// loadConfig reads, decodes (strictly), validates and resolves a
+// configuration file.
+func loadConfig[T any, P configFile[T]](path string) (*T, error) {
 	if path == "" {
 		return nil, errors.New("--config FILE is required")
 	}
@@ -266,16 +272,27 @@ func loadServeConfig(path string) (*serveConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	var c serveConfig
-	if err := decodeStrict(b, &c); err != nil {
+	c := P(new(T))
+	if err := decodeStrict(b, c); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.resolve(filepath.Dir(path))
-	return &c, nil
+	return c, nil
 }
+
+// resolvePaths makes the relative paths among paths relative to dir.
+func resolvePaths(dir string, paths ...*string) {
+	for _, p := range paths {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+func loadServeConfig(path string) (*serveConfig, error) { return loadConfig[serveConfig](path) }
 
 // referenceValues is the reference values file: by product, by layer
 // ("bootloader", "os", "app"), the accepted digests (hex) and minimum SVN

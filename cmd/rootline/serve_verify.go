@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -157,31 +156,10 @@ func (c *verifyConfig) resolve(dir string) {
 	if c.OperationalCA != nil {
 		paths = append(paths, &c.OperationalCA.CADir)
 	}
-	for _, p := range paths {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
-		}
-	}
+	resolvePaths(dir, paths...)
 }
 
-func loadVerifyConfig(path string) (*verifyConfig, error) {
-	if path == "" {
-		return nil, errors.New("--config FILE is required")
-	}
-	b, err := readFileLimited(path, maxConfigFile)
-	if err != nil {
-		return nil, err
-	}
-	var c verifyConfig
-	if err := decodeStrict(b, &c); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	c.resolve(filepath.Dir(path))
-	return &c, nil
-}
+func loadVerifyConfig(path string) (*verifyConfig, error) { return loadConfig[verifyConfig](path) }
 
 // readCertificates reads the PEM certificates of a file (at least one).
 func readCertificates(path string) ([]*x509.Certificate, error) {
