@@ -131,6 +131,12 @@ func (o *Options) chipOptions() *soft.Options {
 type InitRequest struct {
 	Product     string // required for Boot; may be empty for a bare chip
 	RootKeyHash []byte // SHA-256 or SHA-384 of the root key's SPKI (boot.RootKeyHash)
+	// FactoryRootHash, optional, is the SHA-256 or SHA-384 of the factory
+	// CA root's SubjectPublicKeyInfo (FactoryRootHash computes it): the
+	// chip then installs only an IDevID chain that ends with that root.
+	// Without it the chip accepts any self-signed root, and only the
+	// verifier's trust anchors stand between a forged chain and the field.
+	FactoryRootHash []byte
 }
 
 // Init creates a new chip in dir and fuses its identity, product and root
@@ -156,6 +162,12 @@ func Init(ctx context.Context, dir string, req *InitRequest, opts *Options) (*De
 	}
 	if req != nil && len(req.RootKeyHash) != 0 {
 		if err := chip.FuseRootKeyHash(ctx, req.RootKeyHash); err != nil {
+			chip.Close()
+			return nil, err
+		}
+	}
+	if req != nil && len(req.FactoryRootHash) != 0 {
+		if err := chip.FuseFactoryRootHash(ctx, req.FactoryRootHash); err != nil {
 			chip.Close()
 			return nil, err
 		}

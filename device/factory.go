@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -219,11 +222,67 @@ func (d *Device) checkIdentity(ctx context.Context, chain [][]byte) ([]*x509.Cer
 			return nil, fmt.Errorf("%w: certificate %d is not signed by certificate %d: %v", ErrIdentity, i-1, i, err)
 		}
 	}
-	root := certs[len(certs)-1]
-	if err := root.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("%w: the last certificate is not self-signed: %v", ErrIdentity, err)
+	if err := d.checkRoot(ctx, certs[len(certs)-1]); err != nil {
+		return nil, err
 	}
 	return certs, nil
+}
+
+// FactoryRootHash is the hash a chip is fused with to pin its factory CA
+// root (InitRequest.FactoryRootHash): SHA-256 (or SHA-384 with h =
+// crypto.SHA384) of the root certificate's SubjectPublicKeyInfo.
+func FactoryRootHash(root *x509.Certificate, h crypto.Hash) ([]byte, error) {
+	switch h {
+	case crypto.SHA256:
+		sum := sha256.Sum256(root.RawSubjectPublicKeyInfo)
+		return sum[:], nil
+	case crypto.SHA384:
+		sum := sha512.Sum384(root.RawSubjectPublicKeyInfo)
+		return sum[:], nil
+	}
+	return nil, fmt.Errorf("device: %w: factory root hash with %v", pluton.ErrInvalidArgument, h)
+}
+
+// checkRoot checks the last certificate of an identity chain. On a chip
+// fused with a factory root hash, its key must be the pinned one (its
+// self-signature then proves nothing more and is not checked); on a chip
+// without one, it must be self-signed.
+func (d *Device) checkRoot(ctx context.Context, root *x509.Certificate) error {
+	pinned, err := d.factoryRootHash(ctx)
+	if err != nil {
+		return err
+	}
+	if pinned == nil {
+		if err := root.CheckSignatureFrom(root); err != nil {
+			return fmt.Errorf("%w: the last certificate is not self-signed: %v", ErrIdentity, err)
+		}
+		return nil
+	}
+	h := crypto.SHA256
+	if len(pinned) == sha512.Size384 {
+		h = crypto.SHA384
+	}
+	got, err := FactoryRootHash(root, h)
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(got, pinned) != 1 {
+		return fmt.Errorf("%w: the chain's root is not the factory root this chip was fused with", ErrIdentity)
+	}
+	return nil
+}
+
+// factoryRootHash is the chip's fused factory root hash, nil if it has
+// none.
+func (d *Device) factoryRootHash(ctx context.Context) ([]byte, error) {
+	if d.tpm != nil {
+		return bytes.Clone(d.tcfg.FactoryRootHash), nil
+	}
+	h, err := d.chip.FactoryRootHash(ctx)
+	if errors.Is(err, pluton.ErrFuseNotWritten) {
+		return nil, nil
+	}
+	return h, err
 }
 
 // identityKey is the key the IDevID certifies: the DeviceID key, or on a

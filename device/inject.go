@@ -116,7 +116,7 @@ func (d *Device) InstallInjected(ctx context.Context, blob []byte, secrets [][]b
 	if err != nil {
 		return err
 	}
-	certs, err := d.checkInjectedChain(chain, id.UEID)
+	certs, err := d.checkInjectedChain(ctx, chain, id.UEID)
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func chainPEM(certs []*x509.Certificate) []byte {
 // identity: bounds, structure (each certificate signed by the next, a CA,
 // the last self-signed), a leaf that is not a CA and whose
 // HardwareModuleName names ueid. Its key is checked by the chip on install.
-func (d *Device) checkInjectedChain(chain [][]byte, ueid []byte) ([]*x509.Certificate, error) {
+func (d *Device) checkInjectedChain(ctx context.Context, chain [][]byte, ueid []byte) ([]*x509.Certificate, error) {
 	if len(chain) < 2 || len(chain) > MaxIdentityCertificates {
 		return nil, fmt.Errorf("%w: %d certificates", ErrIdentity, len(chain))
 	}
@@ -252,9 +252,8 @@ func (d *Device) checkInjectedChain(chain [][]byte, ueid []byte) ([]*x509.Certif
 			return nil, fmt.Errorf("%w: certificate %d is not signed by certificate %d: %v", ErrIdentity, i-1, i, err)
 		}
 	}
-	root := certs[len(certs)-1]
-	if err := root.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("%w: the last certificate is not self-signed: %v", ErrIdentity, err)
+	if err := d.checkRoot(ctx, certs[len(certs)-1]); err != nil {
+		return nil, err
 	}
 	return certs, nil
 }

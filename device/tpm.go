@@ -78,9 +78,10 @@ func (o *TPMOptions) logger() *slog.Logger {
 
 // tpmConfig is TPMConfigFile.
 type tpmConfig struct {
-	Version     int    `cbor:"1,keyasint"`
-	Product     string `cbor:"2,keyasint"`
-	RootKeyHash []byte `cbor:"3,keyasint"`
+	Version         int    `cbor:"1,keyasint"`
+	Product         string `cbor:"2,keyasint"`
+	RootKeyHash     []byte `cbor:"3,keyasint"`
+	FactoryRootHash []byte `cbor:"4,keyasint,omitempty"`
 }
 
 const tpmConfigVersion = 1
@@ -104,7 +105,11 @@ func InitTPM(ctx context.Context, dir string, req *InitRequest, opts *TPMOptions
 			return nil, fmt.Errorf("device: %s already holds a device (%s)", dir, f)
 		}
 	}
-	cfg := &tpmConfig{Version: tpmConfigVersion, Product: req.Product, RootKeyHash: bytes.Clone(req.RootKeyHash)}
+	if n := len(req.FactoryRootHash); n != 0 && n != 32 && n != 48 {
+		return nil, fmt.Errorf("device: %w: factory root hash of %d bytes (want 32 or 48)", pluton.ErrInvalidArgument, n)
+	}
+	cfg := &tpmConfig{Version: tpmConfigVersion, Product: req.Product, RootKeyHash: bytes.Clone(req.RootKeyHash),
+		FactoryRootHash: bytes.Clone(req.FactoryRootHash)}
 	data, err := recordEnc.Marshal(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("device: %w", err)

@@ -217,6 +217,10 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	if err != nil {
 		return err
 	}
+	if fw.factoryRoot, err = device.FactoryRootHash(res.root, crypto.SHA256); err != nil {
+		return err
+	}
+	d.say("chips are fused with the factory root's hash %x…: they install no IDevID chain ending elsewhere", fw.factoryRoot[:8])
 	refs := map[string]provision.LayerReference{}
 	for _, l := range boot.Layers() {
 		img, err := boot.ParseImage(fw.images[l])
@@ -239,6 +243,7 @@ func runFactoryDemo(ctx context.Context, d *demo, opts *factoryDemoOptions) erro
 	if err != nil {
 		return err
 	}
+	fwB.factoryRoot = fw.factoryRoot
 	refsB := map[string]provision.LayerReference{}
 	for _, l := range boot.Layers() {
 		img, err := boot.ParseImage(fwB.images[l])
@@ -582,6 +587,9 @@ type factoryFirmware struct {
 	// signers are the layers' image-signing keys (in memory: the demo's
 	// device maker), for the field releases that follow.
 	signers map[boot.Layer]crypto.Signer
+	// factoryRoot, if set, is fused into the chips: the hash of the
+	// factory CA root, the only root of an IDevID chain they install.
+	factoryRoot []byte
 }
 
 // sign makes a signed image of layer l with the firmware's key.
@@ -630,7 +638,7 @@ func newFactoryFirmware(product string) (*factoryFirmware, error) {
 // bootChip fuses a chip for the product in dir and boots it with the
 // factory test firmware.
 func (f *factoryFirmware) bootChip(ctx context.Context, dir string, log *slog.Logger) (*device.Device, error) {
-	dev, err := device.Init(ctx, dir, &device.InitRequest{Product: f.product, RootKeyHash: f.rootHash}, &device.Options{Logger: log})
+	dev, err := device.Init(ctx, dir, &device.InitRequest{Product: f.product, RootKeyHash: f.rootHash, FactoryRootHash: f.factoryRoot}, &device.Options{Logger: log})
 	if err != nil {
 		return nil, err
 	}

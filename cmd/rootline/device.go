@@ -115,7 +115,7 @@ time.
 
 func newDeviceInitCommand(f *deviceFlags) *cobra.Command {
 	var (
-		alg, product, rootHash string
+		alg, product, rootHash, factoryRoot string
 	)
 	cmd := &cobra.Command{
 		Use:   "init --state DIR",
@@ -135,19 +135,13 @@ holds a chip.`,
 			if err != nil {
 				return fmt.Errorf("--deviceid-alg: %w", err)
 			}
-			var hash []byte
-			if rootHash != "" {
-				h := rootHash
-				if name, ok := strings.CutPrefix(h, "@"); ok {
-					b, err := readFileLimited(name, 1024)
-					if err != nil {
-						return fmt.Errorf("--root-key-hash: %w", err)
-					}
-					h = strings.TrimSpace(string(b))
-				}
-				if hash, err = hex.DecodeString(h); err != nil || (len(hash) != 32 && len(hash) != 48) {
-					return fmt.Errorf("--root-key-hash: want 64 or 96 hex digits (SHA-256 or SHA-384), or @FILE holding them")
-				}
+			hash, err := readHashFlag("--root-key-hash", rootHash)
+			if err != nil {
+				return err
+			}
+			factoryHash, err := readHashFlag("--factory-root-hash", factoryRoot)
+			if err != nil {
+				return err
 			}
 			if f.state == "" {
 				return errors.New("--state DIR is required")
@@ -164,7 +158,7 @@ holds a chip.`,
 				if err != nil {
 					return err
 				}
-				d, err := device.InitTPM(ctx, f.state, &device.InitRequest{Product: product, RootKeyHash: hash}, o)
+				d, err := device.InitTPM(ctx, f.state, &device.InitRequest{Product: product, RootKeyHash: hash, FactoryRootHash: factoryHash}, o)
 				if err != nil {
 					return err
 				}
@@ -173,7 +167,7 @@ holds a chip.`,
 			default:
 				return fmt.Errorf("--backend %q: want soft or tpm", f.backend)
 			}
-			d, err := device.Init(ctx, f.state, &device.InitRequest{Product: product, RootKeyHash: hash},
+			d, err := device.Init(ctx, f.state, &device.InitRequest{Product: product, RootKeyHash: hash, FactoryRootHash: factoryHash},
 				&device.Options{Logger: log, Chip: soft.Options{DeviceIDAlgorithm: a}})
 			if err != nil {
 				return err
@@ -186,6 +180,7 @@ holds a chip.`,
 	cmd.Flags().StringVar(&alg, "deviceid-alg", "p256", "DeviceID key algorithm: p256, p384, ed25519 or mldsa65")
 	cmd.Flags().StringVar(&product, "product", "", "product identifier to fuse (optional)")
 	cmd.Flags().StringVar(&rootHash, "root-key-hash", "", "hex SHA-256/384 of the product's root signing key, or @FILE (optional; see rootline image roothash)")
+	cmd.Flags().StringVar(&factoryRoot, "factory-root-hash", "", "hex SHA-256/384 of the factory CA root's key, or @FILE: the chip then installs only an IDevID chain ending there (optional; rootline image roothash --cert ca/root.pem)")
 	return cmd
 }
 
@@ -258,6 +253,9 @@ func printInfo(ctx context.Context, w io.Writer, chip *soft.Chip) error {
 	}
 	if h, err := chip.RootKeyHash(ctx); err == nil {
 		fmt.Fprintf(w, "root key hash:  %x\n", h)
+	}
+	if h, err := chip.FactoryRootHash(ctx); err == nil {
+		fmt.Fprintf(w, "factory root:   %x\n", h)
 	}
 	id, err := chip.Identity(ctx)
 	if errors.Is(err, pluton.ErrFuseNotWritten) {
@@ -534,4 +532,24 @@ decommissioned erases every key slot; decommissioned also erases the UDS.`,
 	}
 	cmd.Flags().StringVar(&to, "to", "", "target state: "+strings.Join([]string{"provisioned", "locked", "rma", "decommissioned"}, ", "))
 	return cmd
+}
+
+// readHashFlag reads a fuse value given as hex or @FILE holding hex: 32
+// or 48 bytes (SHA-256 or SHA-384). An empty flag is nil.
+func readHashFlag(flag, v string) ([]byte, error) {
+	if v == "" {
+		return nil, nil
+	}
+	if name, ok := strings.CutPrefix(v, "@"); ok {
+		b, err := readFileLimited(name, 1024)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		v = strings.TrimSpace(string(b))
+	}
+	h, err := hex.DecodeString(v)
+	if err != nil || (len(h) != 32 && len(h) != 48) {
+		return nil, fmt.Errorf("%s: want 64 or 96 hex digits (SHA-256 or SHA-384), or @FILE holding them", flag)
+	}
+	return h, nil
 }

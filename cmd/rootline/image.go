@@ -316,25 +316,39 @@ It prints the root key hash to fuse into the product's chips.`,
 }
 
 func newImageRootHashCommand() *cobra.Command {
-	var pubFile, hash string
+	var pubFile, certFile, hash string
 	cmd := &cobra.Command{
-		Use:   "roothash --pub root.pub [--hash sha256|sha384]",
+		Use:   "roothash (--pub root.pub | --cert root.pem) [--hash sha256|sha384]",
 		Short: "Print the root key hash to fuse into chips",
-		Long: `Print the hash of the root public key's SubjectPublicKeyInfo, in hex: the
-value to fuse into the product's chips (rootline device init
---root-key-hash). SHA-256 by default; SHA-384 for a 48-byte fuse.`,
-		Example: `  rootline image roothash --pub root.pub`,
-		Args:    cobra.NoArgs,
+		Long: `Print the hash of a root public key's SubjectPublicKeyInfo, in hex: the
+value to fuse into the product's chips. For the image-signing root (--pub,
+rootline image keygen's public key file) it is rootline device init
+--root-key-hash; for the factory CA root (--cert, the root certificate of
+rootline ca init) it is --factory-root-hash, which pins the root of the
+IDevID chain the chip accepts. SHA-256 by default; SHA-384 for a 48-byte
+fuse.`,
+		Example: `  rootline image roothash --pub root.pub
+  rootline image roothash --cert ca/root.pem`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if pubFile == "" {
-				return errors.New("--pub FILE is required")
+			if (pubFile == "") == (certFile == "") {
+				return errors.New("give exactly one of --pub FILE and --cert FILE")
 			}
 			h, err := imageParseHash(hash)
 			if err != nil {
 				return fmt.Errorf("--hash: %w", err)
 			}
-			pub, err := imageReadPublicKey(pubFile)
-			if err != nil {
+			var pub crypto.PublicKey
+			if certFile != "" {
+				certs, err := readCertificates(certFile)
+				if err != nil {
+					return err
+				}
+				if len(certs) != 1 {
+					return fmt.Errorf("--cert %s: %d certificates, want the root alone", certFile, len(certs))
+				}
+				pub = certs[0].PublicKey
+			} else if pub, err = imageReadPublicKey(pubFile); err != nil {
 				return err
 			}
 			sum, err := boot.RootKeyHash(pub, h)
@@ -345,7 +359,8 @@ value to fuse into the product's chips (rootline device init
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&pubFile, "pub", "", "the root public key file (required)")
+	cmd.Flags().StringVar(&pubFile, "pub", "", "the image-signing root's public key file")
+	cmd.Flags().StringVar(&certFile, "cert", "", "the factory CA's root certificate (PEM)")
 	cmd.Flags().StringVar(&hash, "hash", "sha256", "sha256 or sha384")
 	return cmd
 }

@@ -387,6 +387,43 @@ func (c *Chip) FuseRootKeyHash(ctx context.Context, hash []byte) error {
 	})
 }
 
+// FuseFactoryRootHash burns the hash (SHA-256 or SHA-384, 32 or 48 bytes)
+// of the factory CA root's SubjectPublicKeyInfo: the anchor against which
+// the chip checks the IDevID chain a station writes into it (DESIGN.md,
+// "The factory flow", step 6). Write-once; allowed in Manufacturing only.
+func (c *Chip) FuseFactoryRootHash(ctx context.Context, hash []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(hash) != 32 && len(hash) != 48 {
+		return fmt.Errorf("soft: %w: factory root hash of %d bytes (want 32 or 48)", pluton.ErrInvalidArgument, len(hash))
+	}
+	return c.update(func(s *chipState) error {
+		if len(s.FactoryRootHash) != 0 {
+			return fmt.Errorf("soft: factory root hash: %w", pluton.ErrFuseWritten)
+		}
+		if s.Lifecycle != pluton.Manufacturing {
+			return &pluton.LifecycleError{Op: "fuse factory root hash", Current: s.Lifecycle}
+		}
+		s.FactoryRootHash = bytes.Clone(hash)
+		return nil
+	})
+}
+
+// FactoryRootHash returns the fused factory root hash, or an error
+// matching pluton.ErrFuseNotWritten.
+func (c *Chip) FactoryRootHash(ctx context.Context) ([]byte, error) {
+	var h []byte
+	err := c.read(func(s *chipState) error {
+		if len(s.FactoryRootHash) == 0 {
+			return fmt.Errorf("soft: factory root hash: %w", pluton.ErrFuseNotWritten)
+		}
+		h = bytes.Clone(s.FactoryRootHash)
+		return nil
+	})
+	return h, err
+}
+
 // RootKeyHash returns the fused root key hash.
 func (c *Chip) RootKeyHash(ctx context.Context) ([]byte, error) {
 	var h []byte

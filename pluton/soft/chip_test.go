@@ -586,3 +586,44 @@ func BenchmarkRandom(b *testing.B) {
 			func() error { _, err := io.ReadFull(rand.Reader, buf); return err })
 	})
 }
+
+// The factory root hash is a write-once fuse of Manufacturing, kept across
+// restarts; refusals leave the state file untouched.
+func TestFactoryRootHash(t *testing.T) {
+	ctx := context.Background()
+	c, path := fusedChip(t)
+	if _, err := c.FactoryRootHash(ctx); !errors.Is(err, pluton.ErrFuseNotWritten) {
+		t.Fatalf("before fusing: %v", err)
+	}
+	h := sha256.Sum256([]byte("factory root SPKI"))
+	if err := c.FuseFactoryRootHash(ctx, h[:7]); !errors.Is(err, pluton.ErrInvalidArgument) {
+		t.Fatalf("short hash: %v", err)
+	}
+	if err := c.FuseFactoryRootHash(ctx, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	mid := fileBytes(t, path)
+	if err := c.FuseFactoryRootHash(ctx, h[:]); !errors.Is(err, pluton.ErrFuseWritten) {
+		t.Fatalf("second fuse: %v", err)
+	}
+	if !bytes.Equal(mid, fileBytes(t, path)) {
+		t.Fatal("a refused fuse changed the state file")
+	}
+	c.Close()
+	c2, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got, err := c2.FactoryRootHash(ctx); err != nil || !bytes.Equal(got, h[:]) {
+		t.Fatalf("after restart: %x, %v", got, err)
+	}
+	if err := c2.Transition(ctx, pluton.Provisioned); err != nil {
+		t.Fatal(err)
+	}
+	c3, _ := fusedChip(t)
+	c3.Transition(ctx, pluton.Provisioned)
+	if err := c3.FuseFactoryRootHash(ctx, h[:]); !errors.Is(err, pluton.ErrWrongLifecycle) {
+		t.Fatalf("fusing when provisioned: %v", err)
+	}
+}

@@ -94,12 +94,16 @@ type chipState struct {
 	// 1, byte for byte as before.
 	Secrets  []secretSlot `cbor:"12,keyasint,omitempty"`
 	Injected []injection  `cbor:"13,keyasint,omitempty"`
+	// FactoryRootHash (version 2 too) is the hash of the factory CA
+	// root's key, against which the chip checks the IDevID chain a
+	// station writes into it.
+	FactoryRootHash []byte `cbor:"14,keyasint,omitempty"`
 }
 
 // version is the format version s needs: 2 if it uses a field of version
 // 2, else 1.
 func (s *chipState) version() uint16 {
-	if len(s.Secrets) != 0 || len(s.Injected) != 0 {
+	if len(s.Secrets) != 0 || len(s.Injected) != 0 || len(s.FactoryRootHash) != 0 {
 		return 2
 	}
 	return 1
@@ -126,6 +130,7 @@ func (s *chipState) clone() *chipState {
 	c.UEID = bytes.Clone(s.UEID)
 	c.DeviceIDPub = bytes.Clone(s.DeviceIDPub)
 	c.RootKeyHash = bytes.Clone(s.RootKeyHash)
+	c.FactoryRootHash = bytes.Clone(s.FactoryRootHash)
 	c.Keys = make([]keySlot, len(s.Keys))
 	for i, k := range s.Keys {
 		k.Private = bytes.Clone(k.Private)
@@ -282,7 +287,7 @@ func (s *chipState) validate() error {
 	case !fused:
 		if len(s.UDS) != 0 || len(s.UEID) != 0 || len(s.Keys) != 0 || len(s.Counters) != 0 ||
 			len(s.RootKeyHash) != 0 || s.DeviceIDAlg != 0 || len(s.DeviceIDPub) != 0 || s.UDSDestroyed ||
-			len(s.Secrets) != 0 || len(s.Injected) != 0 {
+			len(s.Secrets) != 0 || len(s.Injected) != 0 || len(s.FactoryRootHash) != 0 {
 			return errors.New("blank chip with written fuses")
 		}
 		if s.ProductID != "" {
@@ -312,6 +317,9 @@ func (s *chipState) validate() error {
 	}
 	if n := len(s.RootKeyHash); n != 0 && n != 32 && n != 48 {
 		return fmt.Errorf("root key hash of %d bytes", n)
+	}
+	if n := len(s.FactoryRootHash); n != 0 && n != 32 && n != 48 {
+		return fmt.Errorf("factory root hash of %d bytes", n)
 	}
 	if len(s.Keys) > maxKeySlots {
 		return fmt.Errorf("%d key slots, at most %d", len(s.Keys), maxKeySlots)
