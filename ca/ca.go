@@ -29,6 +29,13 @@
 // [NewSerial]: the profiles are written down there, once, for every
 // backend.
 //
+// A caller that checks the CSR itself before asking (the provisioning
+// service compares its key with the chip's evidence) does so with
+// [CheckCSR] and passes the result in [IssueRequest.CheckedCSR]: Check
+// then takes it instead of verifying the same signature again. Local says
+// in [Issued.SignatureChecked] that it verified the certificate's
+// signature, so that such a caller need not verify it again either.
+//
 // The names the profiles carry are otherName subject alternative names,
 // which crypto/x509 does not handle: [MarshalHardwareModuleName] and
 // [HardwareModuleName] (RFC 4108), [MarshalStation] and [Station].
@@ -92,6 +99,14 @@ type IssueRequest struct {
 	// are checked before anything is signed (see [ParseCSR]). Its subject
 	// is ignored: each profile sets its own.
 	CSR []byte
+	// CheckedCSR, if set, is CSR as [CheckCSR] accepted it earlier in
+	// this process. [Check] then takes it instead of parsing CSR and
+	// verifying its signature a second time: a *CheckedCSR is made only
+	// by CheckCSR, which makes every check of [ParseCSR], so using it is
+	// the same as checking again. It is used only if it holds the same
+	// bytes as CSR; otherwise CSR is checked as if it were not set.
+	// Backends that send CSR elsewhere still send CSR.
+	CheckedCSR *CheckedCSR
 	// PublicKey is the DER SubjectPublicKeyInfo to certify, with
 	// [ProfileIDevIDInjected] only, which takes no CSR. It is checked
 	// for its type, curve and size as a CSR's key is.
@@ -120,6 +135,14 @@ type IssueRequest struct {
 type Issued struct {
 	Certificate *x509.Certificate
 	Chain       []*x509.Certificate
+	// SignatureChecked is true when the backend itself verified, in this
+	// process, that Certificate is signed by the key of Chain[0] before
+	// returning it ([Local]: crypto/x509.CreateCertificate refuses a
+	// signer whose public key is not the issuing certificate's, and
+	// verifies the signature it gets back). A caller that would check the
+	// signature again may skip it when Chain[0] is the CA it expects. A
+	// backend that relays a remote CA's answer leaves it false.
+	SignatureChecked bool
 }
 
 // Issuer is implemented by every CA backend.

@@ -112,6 +112,49 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
 	return csr, nil
 }
 
+// CheckedCSR is a certificate request that [CheckCSR] accepted. Its
+// fields are unexported and only this package makes one, so holding a
+// *CheckedCSR means that [ParseCSR]'s checks, the proof of possession
+// among them, passed in this process for exactly the bytes it holds.
+// [IssueRequest.CheckedCSR] passes it to a backend, whose [Check] then
+// does not verify the signature again. The zero value holds no request.
+type CheckedCSR struct {
+	der []byte                   // a private copy of the request
+	csr *x509.CertificateRequest // parsed from der
+}
+
+// CheckCSR is [ParseCSR] (with the same errors) for a request that will be
+// passed on to [Issuer.Issue] in [IssueRequest.CheckedCSR]. It parses a
+// private copy of der, so that later changes to der change nothing.
+func CheckCSR(der []byte) (*CheckedCSR, error) {
+	if len(der) > MaxCSRSize {
+		return nil, refuse(ErrTooLarge, "CSR of %d bytes, at most %d", len(der), MaxCSRSize)
+	}
+	own := bytes.Clone(der)
+	csr, err := ParseCSR(own)
+	if err != nil {
+		return nil, err
+	}
+	return &CheckedCSR{der: own, csr: csr}, nil
+}
+
+// PublicKeyInfo returns a copy of the DER SubjectPublicKeyInfo of the
+// request: the key it proved possession of.
+func (c *CheckedCSR) PublicKeyInfo() []byte {
+	if c == nil || c.csr == nil {
+		return nil
+	}
+	return bytes.Clone(c.csr.RawSubjectPublicKeyInfo)
+}
+
+// checked returns the parsed request if c holds exactly der, or nil.
+func (c *CheckedCSR) checked(der []byte) *x509.CertificateRequest {
+	if c == nil || c.csr == nil || !bytes.Equal(c.der, der) {
+		return nil
+	}
+	return c.csr
+}
+
 // csrKeyAlgorithm walks an untrusted CSR down to its SubjectPublicKeyInfo
 // (RFC 2986, §4.1; RFC 5280, §4.1.2.7) and returns the algorithm OID and
 // its parameters (the curve OID for id-ecPublicKey).

@@ -74,3 +74,40 @@ func Example() {
 	// sku-a Issuing CA → Example Device Root CA
 	// true true
 }
+
+// A caller that checks a CSR before asking for its certificate (here, that
+// its key is the one expected) hands the CA what it checked, so that the
+// proof of possession is verified once.
+func ExampleCheckCSR() {
+	ctx := context.Background()
+	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	interKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	root, _ := ca.NewRoot(ctx, rootKey, pkix.Name{CommonName: "Example Device Root CA"}, nil)
+	inter, _ := ca.NewIntermediate(ctx, root, rootKey, interKey.Public(), pkix.Name{CommonName: "sku-a Issuing CA"}, nil)
+	l, err := ca.NewLocal(&ca.LocalOptions{Root: root, Products: []ca.Product{{
+		Name: "sku-a", HWType: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 32473, 1, 1},
+		Authority: ca.Authority{Certificate: inter, Signer: interKey},
+	}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	chipKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, chipKey)
+	expected, _ := x509.MarshalPKIXPublicKey(chipKey.Public())
+
+	csr, err := ca.CheckCSR(der) // ParseCSR's checks, the signature among them
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(csr.PublicKeyInfo()) == string(expected))
+	iss, err := l.Issue(ctx, &ca.IssueRequest{Profile: ca.ProfileIDevID, Product: "sku-a",
+		UEID: []byte{0x01, 0xc0, 0xff, 0xee, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, CSR: der, CheckedCSR: csr})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Local verified the signature it got from the signer.
+	fmt.Println(iss.SignatureChecked, iss.Certificate.CheckSignatureFrom(iss.Chain[0]) == nil)
+	// Output:
+	// true
+	// true true
+}

@@ -33,18 +33,30 @@ func FuzzParseCSR(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, der []byte) {
 		csr, err := ca.ParseCSR(der)
+		checked, cerr := ca.CheckCSR(der)
+		var re, cre *ca.RequestError
+		if (err == nil) != (cerr == nil) || (err != nil && (!errors.As(err, &re) || !errors.As(cerr, &cre) || re.Kind != cre.Kind)) {
+			t.Fatalf("ParseCSR: %v, CheckCSR: %v", err, cerr)
+		}
 		if err != nil {
-			var re *ca.RequestError
-			if !errors.As(err, &re) || !errors.Is(err, ca.ErrBadRequest) {
+			if !errors.Is(err, ca.ErrBadRequest) {
 				t.Fatalf("error %v is not a RequestError", err)
 			}
 			return
+		}
+		if !bytes.Equal(checked.PublicKeyInfo(), csr.RawSubjectPublicKeyInfo) {
+			t.Fatal("CheckCSR and ParseCSR disagree on the key")
 		}
 		if err := csr.CheckSignature(); err != nil {
 			t.Fatalf("accepted a CSR whose signature fails: %v", err)
 		}
 		c, err := ca.Check(&ca.IssueRequest{Profile: ca.ProfileIDevID, Product: "p", UEID: bytes.Repeat([]byte{1}, 17), CSR: der},
 			ca.Products{"p": catest.HWType})
+		c2, err2 := ca.Check(&ca.IssueRequest{Profile: ca.ProfileIDevID, Product: "p", UEID: bytes.Repeat([]byte{1}, 17), CSR: der, CheckedCSR: checked},
+			ca.Products{"p": catest.HWType})
+		if (err == nil) != (err2 == nil) || (err == nil && !bytes.Equal(c.CSR.Raw, c2.CSR.Raw)) {
+			t.Fatalf("Check with and without the CheckedCSR: %v, %v", err, err2)
+		}
 		if err != nil {
 			if errors.Is(err, ca.ErrInvalidField) { // a tcg-dice-Ueid of another device
 				return

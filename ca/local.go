@@ -253,7 +253,8 @@ func (l *Local) Products() Products {
 // profile's [Checked.Template], and the issuing CA's signature (the
 // product's intermediate; the station CA for a station certificate).
 // crypto/x509 verifies the signature it gets from the signer before it
-// returns the certificate, so a faulty HSM cannot make a bad one.
+// returns the certificate, so a faulty HSM cannot make a bad one; the
+// result says so (Issued.SignatureChecked).
 func (l *Local) Issue(ctx context.Context, req *IssueRequest) (*Issued, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -297,7 +298,10 @@ func (l *Local) Issue(ctx context.Context, req *IssueRequest) (*Issued, error) {
 		slog.String("issuer", name),
 		slog.String("serial", Hex(serial)),
 		slog.String("subject", c.String()))
-	return &Issued{Certificate: cert, Chain: slices.Clone(is.chain)}, nil
+	// CreateCertificate refused a signer whose public key is not
+	// is.cert's, and verified the signature the signer returned with that
+	// key: the certificate is signed by is.chain[0].
+	return &Issued{Certificate: cert, Chain: slices.Clone(is.chain), SignatureChecked: true}, nil
 }
 
 // Revoke implements [Issuer]. The reason must pass [CheckReason]. The

@@ -78,9 +78,10 @@ type Checked struct {
 }
 
 // Check checks req against its profile and the products a backend knows,
-// and parses its CSR with [ParseCSR]. Every backend calls it before
-// anything else, so that all of them refuse the same requests with the
-// same errors ([*RequestError]).
+// and parses its CSR with [ParseCSR] (or takes [IssueRequest.CheckedCSR],
+// which [CheckCSR] made with ParseCSR, when it holds the same bytes).
+// Every backend calls it before anything else, so that all of them refuse
+// the same requests with the same errors ([*RequestError]).
 //
 //   - IDevID and operational: Product must be one of products; UEID must
 //     be [MinUEIDSize] to [MaxUEIDSize] bytes; HWType, if set, must be the
@@ -186,9 +187,15 @@ func Check(req *IssueRequest, products Products) (*Checked, error) {
 	if len(req.PublicKey) != 0 {
 		return nil, refuse(ErrInvalidField, "only an injected IDevID request takes a bare public key")
 	}
-	csr, err := ParseCSR(req.CSR)
-	if err != nil {
-		return nil, err
+	// A request CheckCSR accepted in this process for these very bytes
+	// passed every check of ParseCSR already, its signature among them:
+	// verifying it again would only repeat the same computation.
+	csr := req.CheckedCSR.checked(req.CSR)
+	if csr == nil {
+		var err error
+		if csr, err = ParseCSR(req.CSR); err != nil {
+			return nil, err
+		}
 	}
 	c.CSR = csr
 	if v := csrExtension(csr, oidDiceUEID()); v != nil {

@@ -449,14 +449,7 @@ func (s *Service) issueInjected(ctx context.Context, policy *ProductPolicy, req 
 	if err != nil {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
-	c := iss.Certificate
-	if c == nil || !bytes.Equal(c.RawSubjectPublicKeyInfo, spki) {
-		return nil, fmt.Errorf("%w: not for the injected key", ErrIssuer)
-	}
-	if err := c.CheckSignatureFrom(policy.Chain[0]); err != nil {
-		return nil, fmt.Errorf("%w: not signed by the product's CA: %v", ErrIssuer, err)
-	}
-	return c, nil
+	return checkIssued(policy, iss, spki, "the injected key")
 }
 
 // destroyInjected destroys the HSM's copy of an injected chip's key and

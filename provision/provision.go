@@ -20,7 +20,7 @@
 //     Alias key, DICE chain structure, nonce, event log), and its UEID,
 //     product and lifecycle are the request's and a factory chip's
 //     (ErrEvidence).
-//  4. The CSR parses and its signature verifies (ca.ParseCSR), and its key
+//  4. The CSR parses and its signature verifies (ca.CheckCSR), and its key
 //     is the key of a certificate of the evidence's chain: before
 //     provisioning, the last one, the self-signed DeviceID certificate
 //     (ErrKeyMismatch). As Verify checked that each certificate is signed by
@@ -28,6 +28,8 @@
 //     certified, and the CSR by the DeviceID key itself: the key to certify
 //     is the evidence's device key. No factory root is involved: before
 //     provisioning the DeviceID key is its own anchor, pinned by the CSR.
+//     The CA gets the checked CSR (ca.IssueRequest.CheckedCSR) and does
+//     not verify its signature a second time.
 //  5. Each layer's measurement is one of the product's reference values for
 //     the factory test firmware, with at least its minimum SVN, and every
 //     layer the reference values name is measured (ErrReferenceValues).
@@ -40,7 +42,11 @@
 // A chip's certificate goes through three steps: the CA signs it
 // (ca.Issuer.Issue), the registry records it (MarkIssued: ISSUING → ISSUED),
 // and the issuance log appends it (translog.Log.Append). The station gets the
-// certificate only after all three. The order is chosen so that the log never
+// certificate only after all three. Before MarkIssued, the certificate must
+// be for the CSR's key and signed by the product's CA (ErrIssuer): the
+// signature is verified here, unless the CA verified it itself with that
+// CA's key (ca.Issued.SignatureChecked: ca.Local, whose
+// crypto/x509.CreateCertificate checks every signature it gets). The order is chosen so that the log never
 // holds a certificate the registry does not: a certificate is appended only
 // after MarkIssued stored it, and MarkIssued stores at most one certificate
 // per UEID. A crash
@@ -452,16 +458,19 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 		return nil, err
 	}
 
-	// 4. The CSR's key is the DeviceID key the evidence chains to.
-	csr, err := ca.ParseCSR(req.CSR)
+	// 4. The CSR's key is the DeviceID key the evidence chains to. The
+	// checked CSR goes on to the CA (ca.IssueRequest.CheckedCSR), whose
+	// ca.Check takes it rather than verifying the signature again.
+	csr, err := ca.CheckCSR(req.CSR)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
+	spki := csr.PublicKeyInfo()
 	// Verify checked that each certificate of the chain is signed by the
 	// next: if one of them certifies the CSR's key, every certificate below
 	// it, and so the evidence, is vouched for by that key.
 	if !slices.ContainsFunc(tok.Chain, func(c *x509.Certificate) bool {
-		return bytes.Equal(c.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo)
+		return bytes.Equal(c.RawSubjectPublicKeyInfo, spki)
 	}) {
 		return nil, ErrKeyMismatch
 	}
@@ -475,7 +484,7 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 	unlock := s.lock(req.UEID)
 	defer unlock()
 	rec, err := s.reg.Reserve(ctx, &registry.ReserveRequest{
-		UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
+		UEID: req.UEID, PublicKey: spki,
 		Product: req.Product, Lot: req.Lot, Station: station.Name,
 	})
 	if err != nil {
@@ -587,16 +596,36 @@ func (s *Service) checkChip(station Station, product string, ueid, ev []byte, mo
 	return tok, policy, nil
 }
 
-func (s *Service) issue(ctx context.Context, policy *ProductPolicy, req *Request, csr *x509.CertificateRequest) (*x509.Certificate, error) {
+// issue has the CA issue the IDevID of a checked CSR, and checks what it
+// returns (checkIssued).
+func (s *Service) issue(ctx context.Context, policy *ProductPolicy, req *Request, csr *ca.CheckedCSR) (*x509.Certificate, error) {
 	iss, err := s.issuer.Issue(ctx, &ca.IssueRequest{
-		CSR: req.CSR, Profile: ca.ProfileIDevID, Product: req.Product, UEID: req.UEID, HWType: policy.HWType,
+		CSR: req.CSR, CheckedCSR: csr, Profile: ca.ProfileIDevID, Product: req.Product, UEID: req.UEID, HWType: policy.HWType,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
+	return checkIssued(policy, iss, csr.PublicKeyInfo(), "the CSR's key")
+}
+
+// checkIssued checks that what the CA returned is a certificate of the key
+// spki (named what in errors) signed by the product's CA, before it is
+// recorded or leaves. The signature is verified here unless the CA says it
+// verified it with the key of the product's CA itself
+// (ca.Issued.SignatureChecked, with Chain[0] the product's CA
+// certificate: ca.Local, where crypto/x509.CreateCertificate checks that
+// the signer's key is the issuing certificate's and verifies the
+// signature it returns); checking it twice in one process would repeat
+// the same computation. A backend that only relays a remote CA's answer
+// does not say so, and its certificates are verified here.
+func checkIssued(policy *ProductPolicy, iss *ca.Issued, spki []byte, what string) (*x509.Certificate, error) {
 	c := iss.Certificate
-	if c == nil || !bytes.Equal(c.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo) {
-		return nil, fmt.Errorf("%w: not for the CSR's key", ErrIssuer)
+	if c == nil || !bytes.Equal(c.RawSubjectPublicKeyInfo, spki) {
+		return nil, fmt.Errorf("%w: not for %s", ErrIssuer, what)
+	}
+	if iss.SignatureChecked && len(iss.Chain) > 0 && iss.Chain[0].Equal(policy.Chain[0]) &&
+		bytes.Equal(c.RawIssuer, policy.Chain[0].RawSubject) {
+		return c, nil
 	}
 	if err := c.CheckSignatureFrom(policy.Chain[0]); err != nil {
 		return nil, fmt.Errorf("%w: not signed by the product's CA: %v", ErrIssuer, err)

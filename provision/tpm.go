@@ -135,7 +135,7 @@ func (s *Service) provisionTPM(ctx context.Context, station Station, req *TPMReq
 	unlock := s.lock(req.UEID)
 	defer unlock()
 	rec, err := s.reg.Reserve(ctx, &registry.ReserveRequest{
-		UEID: req.UEID, PublicKey: csr.RawSubjectPublicKeyInfo,
+		UEID: req.UEID, PublicKey: csr.PublicKeyInfo(),
 		Product: req.Product, Lot: req.Lot, Station: station.Name,
 		TPMIAK: req.IAKPublic,
 	})
@@ -180,7 +180,7 @@ func checkTPMRequestSizes(station Station, req *TPMRequest) error {
 // checkTPM makes steps 3 to 6 of ProvisionTPM on a request whose sizes
 // were checked and whose evidence tok verified over its nonce, which was
 // spent. It returns the CSR to issue from.
-func checkTPM(policy *ProductPolicy, tok *evidence.Token, req *TPMRequest) (*x509.CertificateRequest, error) {
+func checkTPM(policy *ProductPolicy, tok *evidence.Token, req *TPMRequest) (*ca.CheckedCSR, error) {
 	cl, nonce := tok.Claims, tok.Claims.Nonce
 	if cl.TPMQuote == nil || tok.Log == nil || len(tok.Chain) == 0 {
 		return nil, fmt.Errorf("%w: no TPM quote or no event log", ErrEvidence)
@@ -204,11 +204,11 @@ func checkTPM(policy *ProductPolicy, tok *evidence.Token, req *TPMRequest) (*x50
 	}
 
 	// 4. The CSR and the evidence are the certified IDevID's.
-	csr, err := ca.ParseCSR(req.CSR)
+	csr, err := ca.CheckCSR(req.CSR)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	if !bytes.Equal(csr.RawSubjectPublicKeyInfo, idevidSPKI) {
+	if !bytes.Equal(csr.PublicKeyInfo(), idevidSPKI) {
 		return nil, fmt.Errorf("%w: the CSR's key is not the IDevID the IAK certified", ErrKeyMismatch)
 	}
 	if !bytes.Equal(tok.Chain[0].RawSubjectPublicKeyInfo, idevidSPKI) {

@@ -446,11 +446,11 @@ func FuzzProvisionTPM(f *testing.F) {
 		req.IAKPublic, req.IDevIDPublic, req.CertifyAttest, req.CertifySignature, req.CSR = iak, idevid, attest, sig, csrDER
 		err := checkTPMRequestSizes(e.station, &req)
 		if err == nil {
-			var csr *x509.CertificateRequest
+			var csr *ca.CheckedCSR
 			csr, err = checkTPM(policy, tok, &req)
 			if err == nil {
 				// Whatever is accepted certifies the good request's key.
-				if !bytes.Equal(csr.RawSubjectPublicKeyInfo, goodCSR.RawSubjectPublicKeyInfo) {
+				if !bytes.Equal(csr.PublicKeyInfo(), goodCSR.RawSubjectPublicKeyInfo) {
 					t.Fatal("accepted a request for another key")
 				}
 				return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -84,8 +85,80 @@ type benchProvisionResult struct {
 	Prepare         time.Duration   // preparing the chips (not timed)
 	Elapsed         time.Duration   // provisioning them
 	Latencies       []time.Duration // sorted
+	// CPU is the CPU time this process used while provisioning (the
+	// service, the stations, the chips and SoftHSM2 all run in it), and
+	// Others what the rest of the machine used meanwhile; both zero where
+	// /proc cannot tell.
+	CPU, Others time.Duration
 	// StepCA is step-ca's run, if there was one.
 	StepCA *stepCABenchResult
+	// StepCACPU is the CPU time of the step-ca server while it issued.
+	StepCACPU time.Duration
+}
+
+// cpuSample is the CPU time used so far by one process and by the whole
+// machine, read from Linux's /proc (in USER_HZ ticks, 100 a second): the
+// machine is shared, so chips/s alone does not say how much of it a run
+// had. ok is false where /proc cannot be read.
+type cpuSample struct {
+	proc, machine time.Duration
+	ok            bool
+}
+
+const userHZ = 100 // sysconf(_SC_CLK_TCK) on every Linux port
+
+// sampleCPU samples the process pid ("self" for this one).
+func sampleCPU(pid string) cpuSample {
+	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	// pid (comm) state ppid … utime stime: fields 14 and 15 (proc(5)),
+	// counted after the command name, which may hold spaces.
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return cpuSample{}
+	}
+	var s cpuSample
+	for _, v := range f[11:13] {
+		var n int64
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			return cpuSample{}
+		}
+		s.proc += time.Duration(n) * time.Second / userHZ
+	}
+	all, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	// cpu user nice system idle iowait irq softirq steal …: busy is all
+	// but idle and iowait.
+	line, _, _ := strings.Cut(string(all), "\n")
+	f = strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuSample{}
+	}
+	for j, v := range f[1:9] {
+		var n int64
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			return cpuSample{}
+		}
+		if j != 3 && j != 4 {
+			s.machine += time.Duration(n) * time.Second / userHZ
+		}
+	}
+	s.ok = true
+	return s
+}
+
+// since returns the CPU time of the process and of the rest of the
+// machine from s0 to s.
+func (s cpuSample) since(s0 cpuSample) (proc, others time.Duration) {
+	if !s.ok || !s0.ok {
+		return 0, 0
+	}
+	return s.proc - s0.proc, max(0, (s.machine-s0.machine)-(s.proc-s0.proc))
 }
 
 func newBenchProvisionCommand(g *globals) *cobra.Command {
@@ -378,6 +451,11 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	if err != nil {
 		return nil, err
 	}
+	// The chips pin the factory root, as production chips should
+	// (device.InitRequest.FactoryRootHash).
+	if fw.factoryRoot, err = device.FactoryRootHash(res.root, crypto.SHA256); err != nil {
+		return nil, err
+	}
 	refs := map[string]provision.LayerReference{}
 	for _, l := range boot.Layers() {
 		img, err := boot.ParseImage(fw.images[l])
@@ -468,6 +546,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 		return nil, err
 	}
 	p = newProgress(prog, "provisioning chips", opts.Chips)
+	cpu0 := sampleCPU("self")
 	start = time.Now()
 	for s, client := range clients {
 		wg.Go(func() {
@@ -498,6 +577,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	}
 	wg.Wait()
 	result.Elapsed = time.Since(start)
+	result.CPU, result.Others = sampleCPU("self").since(cpu0)
 	p.done()
 	if err := stopProfile(); err != nil {
 		return nil, err
@@ -521,6 +601,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	fmt.Fprintf(out, "elapsed    %s\n", result.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "chips/s    %.1f\n", float64(result.Chips)/result.Elapsed.Seconds())
 	printLatency(out, sorted)
+	printCPU(out, "chip", result.Chips, result.Elapsed, result.CPU, result.Others, "this process: service, stations, chips, SoftHSM2")
 	stats, err := reg.Stats(ctx)
 	if err != nil {
 		return nil, err
@@ -575,16 +656,36 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 		return nil, err
 	}
 	defer scc.Close()
+	pid := fmt.Sprint(sca.cmd.Process.Pid)
+	scpu0 := sampleCPU(pid)
 	if result.StepCA, err = runStepCABench(ctx, scc, opts.Chips, opts.Stations, prog); err != nil {
 		return nil, err
 	}
+	// The server's CPU, from before the clients made their CSRs to after
+	// the last answer: the server did nothing else meanwhile.
+	result.StepCACPU, _ = sampleCPU(pid).since(scpu0)
 	ours := float64(result.Chips) / result.Elapsed.Seconds()
 	theirs := float64(result.Chips) / result.StepCA.Elapsed.Seconds()
 	fmt.Fprintf(out, "step-ca    %d IDevIDs, %d clients, %s\n", result.Chips, result.Stations, result.StepCA.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "certs/s    %.1f\n", theirs)
 	printLatency(out, result.StepCA.Latencies)
+	if result.StepCACPU > 0 {
+		fmt.Fprintf(out, "cpu        %s, %.2f ms per cert (the step-ca server alone; its clients not counted)\n",
+			result.StepCACPU.Round(10*time.Millisecond), float64(result.StepCACPU.Microseconds())/1e3/float64(result.Chips))
+	}
 	fmt.Fprintf(out, "ratio      %.2f (chips/s / step-ca certs/s)\n", ours/theirs)
 	return result, nil
+}
+
+// printCPU prints the CPU time of a timed phase of n items, per item, and
+// how many cores the rest of the machine used meanwhile (nothing if /proc
+// could not tell).
+func printCPU(w io.Writer, item string, n int, elapsed, cpu, others time.Duration, who string) {
+	if cpu <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "cpu        %s, %.2f ms per %s (%s); other processes used %.2f cores meanwhile\n",
+		cpu.Round(10*time.Millisecond), float64(cpu.Microseconds())/1e3/float64(n), item, who, others.Seconds()/elapsed.Seconds())
 }
 
 // printLatency prints the percentiles of sorted (not empty).

@@ -51,6 +51,7 @@ type SQLite struct {
 	wdb, rdb *sql.DB
 	wconn    *sql.Conn
 	wq       *sqlstmt.Cache // the writer's prepared statements, on wconn
+	rq       *readStmts     // the readers' prepared statements, on rdb
 	maxBatch int
 
 	reqs chan *writeReq
@@ -129,8 +130,13 @@ func OpenSQLite(ctx context.Context, cfg *SQLiteConfig) (*SQLite, error) {
 		s.wdb.Close()
 		return nil, fmt.Errorf("registry: opening %s: %w", cfg.Path, err)
 	}
-	s.rdb.SetMaxOpenConns(8)
+	s.rdb.SetMaxOpenConns(maxReaders)
+	// Keep every reader open: database/sql keeps 2 idle connections by
+	// default, and opening another SQLite connection (and preparing the
+	// statements on it again) costs more than the read it serves.
+	s.rdb.SetMaxIdleConns(maxReaders)
 	s.wq = sqlstmt.New(s.wconn)
+	s.rq = &readStmts{db: s.rdb, stmts: map[string]*sql.Stmt{}}
 	go s.writer()
 	return s, nil
 }
@@ -293,19 +299,19 @@ func (s *SQLite) Get(ctx context.Context, ueid []byte) (*Record, error) {
 	if err := validUEID(ueid); err != nil {
 		return nil, err
 	}
-	return s.get(ctx, s.rdb, ueid)
+	return s.get(ctx, s.rq, ueid)
 }
 
 func (s *SQLite) List(ctx context.Context, req *ListRequest) ([]*Record, error) {
-	return s.list(ctx, s.rdb, req)
+	return s.list(ctx, s.rq, req)
 }
 
 func (s *SQLite) Incidents(ctx context.Context) ([]*Incident, error) {
-	return s.incidents(ctx, s.rdb)
+	return s.incidents(ctx, s.rq)
 }
 
 func (s *SQLite) Quota(ctx context.Context, scope Scope, name string) (*Quota, error) {
-	return s.quota(ctx, s.rdb, scope, name)
+	return s.quota(ctx, s.rq, scope, name)
 }
 
 // Close waits for the batch being written, refuses the writes still
@@ -321,7 +327,78 @@ func (s *SQLite) Close() error {
 	close(s.quit)
 	<-s.done
 	s.wq.Close() // the writer has returned: the cache is ours
+	s.rq.close()
 	return errors.Join(s.wconn.Close(), s.wdb.Close(), s.rdb.Close())
 }
 
-func (s *SQLite) Stats(ctx context.Context) (*Stats, error) { return s.stats(ctx, s.rdb) }
+func (s *SQLite) Stats(ctx context.Context) (*Stats, error) { return s.stats(ctx, s.rq) }
+
+// maxReaders bounds the connections of the readers' pool.
+const maxReaders = 8
+
+// readStmts prepares each distinct read query once on the readers' pool
+// and reuses the statement from every goroutine (a *sql.Stmt of a *sql.DB
+// is prepared again by database/sql on each connection it runs on, once).
+// Parsing and planning a query with modernc.org/sqlite costs about as much
+// as running a read by primary key. The queries are the package's own
+// constants, so the map stays small.
+type readStmts struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt
+}
+
+var _ querier = (*readStmts)(nil)
+
+func (r *readStmts) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, ok := r.stmts[query]; ok {
+		return st, nil
+	}
+	if len(r.stmts) >= maxReadStatements {
+		return nil, errors.New("registry: too many distinct read queries to cache")
+	}
+	st, err := r.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	r.stmts[query] = st
+	return st, nil
+}
+
+// maxReadStatements bounds the cache (never reached: the queries are
+// constants).
+const maxReadStatements = 64
+
+func (r *readStmts) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return r.db.ExecContext(ctx, query, args...) // readers do not write
+}
+
+func (r *readStmts) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := r.stmt(ctx, query)
+	if err != nil {
+		return r.db.QueryContext(ctx, query, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// QueryContext and QueryRowContext fall back to the pool when the query
+// cannot be prepared or cached; the pool then reports any error itself
+// (through Scan for QueryRowContext).
+func (r *readStmts) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := r.stmt(ctx, query)
+	if err != nil {
+		return r.db.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (r *readStmts) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for q, st := range r.stmts {
+		st.Close()
+		delete(r.stmts, q)
+	}
+}

@@ -22,6 +22,62 @@ func openSQLite(t *testing.T, path string) *SQLite {
 	return r
 }
 
+// TestSQLiteBatchOfOne runs batches of one write by hand (the common case
+// when stations are few): a write that fails after changing the database
+// loses its changes, a clone's incident commits, and the writer goes on.
+func TestSQLiteBatchOfOne(t *testing.T) {
+	ctx := context.Background()
+	r := openSQLite(t, filepath.Join(t.TempDir(), "r.db"))
+	mustReserve(t, r, req(1))
+	if err := r.SetQuota(ctx, ScopeStation, "st-1", 100); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	failing := func(ctx context.Context, q querier) (*Record, error, error) {
+		if _, _, err := r.reserve(req(2))(ctx, q); err != nil {
+			t.Errorf("reserve inside failing op: %v", err)
+		}
+		return nil, nil, boom
+	}
+	clone := req(1)
+	clone.PublicKey = key(99)
+	run := func(o op) writeRes {
+		w := &writeReq{ctx: ctx, op: o, done: make(chan writeRes, 1)}
+		// The writer goroutine is idle: the test may use its connection.
+		r.runBatch([]*writeReq{w})
+		return <-w.done
+	}
+	if res := run(failing); !errors.Is(res.err, boom) {
+		t.Fatalf("failing write: %v", res.err)
+	}
+	if res := run(r.reserve(clone)); res.err != nil || !errors.Is(res.refusal, ErrClone) {
+		t.Fatalf("clone: %v, %v", res.err, res.refusal)
+	}
+	if res := run(r.reserve(req(3))); res.err != nil || res.refusal != nil {
+		t.Fatalf("good write after them: %v, %v", res.err, res.refusal)
+	}
+	for _, c := range []struct {
+		i    int
+		want error
+	}{{1, nil}, {2, ErrNotFound}, {3, nil}} {
+		if _, err := r.Get(ctx, ueid(c.i)); !errors.Is(err, c.want) {
+			t.Errorf("UEID %d: %v, want %v", c.i, err, c.want)
+		}
+	}
+	if in, _ := r.Incidents(ctx); len(in) != 1 {
+		t.Errorf("incidents: %d", len(in))
+	}
+	// The failing write's quota spending was rolled back with it.
+	if q := mustQuota(t, r, ScopeStation, "st-1"); q.Used != 1 {
+		t.Errorf("quota used %d, want 1", q.Used)
+	}
+	// And the writer goroutine goes on.
+	mustReserve(t, r, req(4))
+	if q := mustQuota(t, r, ScopeStation, "st-1"); q.Used != 2 {
+		t.Errorf("quota used %d, want 2", q.Used)
+	}
+}
+
 // TestSQLiteBatchSavepoints runs one batch by hand: a write that fails
 // after changing the database must lose its own changes only; a clone's
 // incident and the other writes commit together.
