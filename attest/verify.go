@@ -498,6 +498,11 @@ func (v *Verified) Time() time.Time { return v.at }
 // accepted.
 type diceEntry struct {
 	deviceID crypto.PublicKey // the last certificate's key
+	// chain is the chain as evidence.Verify parsed and accepted it, leaf
+	// first: the next tokens with the same x5chain bytes (the cache key
+	// is their digest) use it rather than parsing them again. Shared,
+	// never modified.
+	chain []*x509.Certificate
 }
 
 // idEntry is an IDevID chain verified to the roots.
@@ -746,13 +751,27 @@ func (v *Verifier) checkTPM(tok *evidence.Token, rec *DeviceRecord) *Error {
 // verifyToken parses the token and checks its signature and DICE chain:
 // the whole of evidence.Verify the first time a chain is seen, then, for a
 // chain already verified, the COSE signature and the event log only.
+//
+// The certificates of a chain already verified are not parsed again: the
+// parse takes them from the cache entry, which holds them as
+// evidence.Verify accepted them, under the SHA-256 of their DER
+// (evidence.ParseOptions), and only if they are byte for byte the
+// token's.
 func (v *Verifier) verifyToken(b []byte) (*evidence.Token, error) {
-	tok, err := evidence.Parse(b)
+	var hit []*x509.Certificate
+	tok, err := evidence.ParseWithOptions(b, &evidence.ParseOptions{
+		Certificates: func(ders [][]byte) []*x509.Certificate {
+			if e, ok := v.diceCache.get(chainKey(ders)); ok {
+				hit = e.chain
+			}
+			return hit
+		},
+	})
 	if err != nil {
 		return nil, evidenceRefusal(err)
 	}
-	key := chainKey(rawChain(tok.Chain))
-	if _, ok := v.diceCache.get(key); ok {
+	if len(hit) > 0 && len(hit) == len(tok.Chain) && hit[0] == tok.Chain[0] {
+		// The chain is one evidence.Verify accepted before.
 		if err := verifySign1(b, tok); err != nil {
 			return nil, refuse(CodeSignature, err, "the token's signature does not verify with its Alias key")
 		}
@@ -770,7 +789,7 @@ func (v *Verifier) verifyToken(b []byte) (*evidence.Token, error) {
 	if len(tok.Chain) < 2 || !bytes.Equal(last.RawIssuer, last.RawSubject) {
 		return nil, refuse(CodeChain, nil, "the DICE chain does not end with the self-signed DeviceID certificate (a missing link?)")
 	}
-	v.diceCache.put(key, diceEntry{deviceID: last.PublicKey})
+	v.diceCache.put(chainKey(rawChain(tok.Chain)), diceEntry{deviceID: last.PublicKey, chain: slices.Clone(tok.Chain)})
 	return tok, nil
 }
 

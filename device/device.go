@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
@@ -107,6 +109,33 @@ type bootState struct {
 	rec       *bootRecord
 	log       *measure.Log
 	manifests []*boot.Manifest
+	// evidence signs this boot's evidence with the app layer's Alias key
+	// and the recorded DICE chain (checked to certify it), derived at the
+	// first attestation and kept for the boot, as the app layer of an MCU
+	// keeps its Alias key in RAM while it runs; alias is that key. Both
+	// are dropped, the key wiped, by the next Boot and by Close
+	// (forgetKeys). Nil until the first attestation, and on a TPM.
+	evidence *evidence.TokenSigner
+	alias    crypto.Signer
+}
+
+// forgetKeys drops the current boot's Alias key, wiping what of it can be
+// wiped (the scalar of an ECDSA key, an Ed25519 key; Go keeps no other
+// copy reachable once the key is dropped).
+func (st *bootState) forgetKeys() {
+	if st == nil || st.alias == nil {
+		return
+	}
+	switch k := st.alias.(type) {
+	case *ecdsa.PrivateKey:
+		if k.D != nil {
+			clear(k.D.Bits())
+			k.D.SetInt64(0)
+		}
+	case ed25519.PrivateKey:
+		clear(k)
+	}
+	st.alias, st.evidence = nil, nil
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -227,9 +256,11 @@ func (d *Device) Flush() error {
 	return nil
 }
 
-// Close flushes the current boot's record and closes the chip.
+// Close flushes the current boot's record, drops the boot's Alias key and
+// closes the chip.
 func (d *Device) Close() error {
 	err := d.Flush()
+	d.running.forgetKeys()
 	if d.tpm != nil {
 		return errors.Join(err, d.tpm.Close())
 	}
@@ -313,6 +344,7 @@ func (d *Device) counter(ctx context.Context, name string) (uint64, error) {
 // *BootError, removes the record of any previous boot (the device is not
 // running anything), and changes no counter or fuse.
 func (d *Device) Boot(ctx context.Context, im *Images) (*BootResult, error) {
+	d.running.forgetKeys()
 	d.running, d.dirty = nil, false
 	res, rec, err := d.boot(ctx, im)
 	if err != nil {
@@ -743,25 +775,23 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 	if d.tpm != nil {
 		return d.attestTPM(ctx, st, nonce)
 	}
-	rec, lg := st.rec, st.log
-	keys, err := d.derive(ctx, rec)
+	lg := st.log
+	// The chip refuses to derive once its keys are unusable (a lifecycle
+	// past them); the Alias key kept from this boot's derivation is then
+	// dropped and refused alike.
+	lc, err := d.chip.Lifecycle(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer keys.wipe()
-	chain := rec.Chain
-	leaf, err := keys.alias(len(rec.Layers) - 1)
+	if !lc.KeysUsable() {
+		st.forgetKeys()
+		return nil, fmt.Errorf("device: %w", &pluton.LifecycleError{Op: "attest", Current: lc})
+	}
+	signer, err := d.evidenceSigner(ctx, st)
 	if err != nil {
 		return nil, err
-	}
-	if c, err := x509.ParseCertificate(chain[0]); err != nil || !publicKeyEqual(c.PublicKey, leaf.Public()) {
-		return nil, fmt.Errorf("%w: the recorded chain does not certify this boot's Alias key", ErrBootState)
 	}
 	id, err := d.chip.Identity(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lc, err := d.chip.Lifecycle(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -801,7 +831,37 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 		}
 	}
 	claims.Layers = st.measurements()
-	return evidence.Sign(nil, leaf, keys.alg, claims, chain)
+	return signer.Sign(nil, claims)
+}
+
+// evidenceSigner returns the current boot's evidence signer: the app
+// layer's Alias key with the recorded DICE chain, which must certify it.
+// The first call of a boot derives the key (DICE over the recorded layers,
+// the CDIs wiped at once); later ones return it from st.
+func (d *Device) evidenceSigner(ctx context.Context, st *bootState) (*evidence.TokenSigner, error) {
+	if st.evidence != nil {
+		return st.evidence, nil
+	}
+	rec := st.rec
+	keys, err := d.derive(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	defer keys.wipe()
+	leaf, err := keys.alias(len(rec.Layers) - 1)
+	if err != nil {
+		return nil, err
+	}
+	chain := rec.Chain
+	if c, err := x509.ParseCertificate(chain[0]); err != nil || !publicKeyEqual(c.PublicKey, leaf.Public()) {
+		return nil, fmt.Errorf("%w: the recorded chain does not certify this boot's Alias key", ErrBootState)
+	}
+	ts, err := evidence.NewTokenSigner(leaf, keys.alg, chain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the recorded chain: %v", ErrBootState, err)
+	}
+	st.evidence, st.alias = ts, leaf
+	return ts, nil
 }
 
 // measurements are the evidence claims of the running layers.

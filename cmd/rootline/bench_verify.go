@@ -96,9 +96,11 @@ raw ECDSA P-256 rate (crypto/ecdsa, every core, about a second each for
 verify and sign) and how the attestations compare with it. With its chains
 cached the verifier checks one signature per attestation (the evidence's)
 and makes one (the EAR); the load generator, on the same machine, does the
-device's work too (its Alias key derived, the evidence signed and the
-signature checked). Signatures are counted in verifications by their
-measured cost.
+device's work too (the evidence signed with its Alias key and the signature
+checked; the Alias key is derived at the device's first attestation of its
+boot and kept, as the app layer of an MCU keeps it in RAM). Every
+attestation has a fresh nonce from the verifier and fresh evidence signed
+over it. Signatures are counted in verifications by their measured cost.
 
 Progress goes to stderr, results to stdout.`,
 		Args: cobra.NoArgs,
@@ -398,14 +400,15 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 	// cached: one verification (the evidence) and one signature (the EAR),
 	// the signature counted in verifications by their measured cost.
 	verifier := 1 + res.VerifyRate/res.SignRate
-	// The load generator's, on the same cores: the emulated device derives
-	// its Alias key (a scalar base multiplication, about a signature's
-	// cost), signs the evidence, and verifies its own signature (the COSE
-	// signer's check against faults): 2 signatures and 1 verification more.
-	whole := verifier + 1 + 2*res.VerifyRate/res.SignRate
+	// The load generator's, on the same cores: the emulated device signs
+	// the evidence and verifies its own signature (the COSE signer's check
+	// against faults): 1 signature and 1 verification more. Its Alias key
+	// was derived at its first attestation of the boot (not timed), as an
+	// MCU's app layer derives it once per boot.
+	whole := verifier + 1 + res.VerifyRate/res.SignRate
 	fmt.Fprintf(out, "ratio           %.2f of verify/s ÷ 1 (the evidence's signature alone)\n", rate/res.VerifyRate)
 	fmt.Fprintf(out, "ratio           %.2f of verify/s ÷ %.2f (verifier: 1 verify + 1 EAR signature)\n", rate/(res.VerifyRate/verifier), verifier)
-	fmt.Fprintf(out, "ratio           %.2f of verify/s ÷ %.2f (and the device: Alias key derivation, evidence signature and its self-check)\n", rate/(res.VerifyRate/whole), whole)
+	fmt.Fprintf(out, "ratio           %.2f of verify/s ÷ %.2f (and the device: evidence signature and its self-check)\n", rate/(res.VerifyRate/whole), whole)
 	return res, nil
 }
 

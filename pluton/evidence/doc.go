@@ -15,6 +15,12 @@
 //	t, err := evidence.Verify(tok, &evidence.VerifyOptions{Nonce: nonce, Roots: factoryRoots})
 //	if errors.Is(err, evidence.ErrNonce) { ... } // or ErrSignature, ErrChain, …
 //
+// A device that attests many times with one Alias key and chain makes a
+// [TokenSigner] once (the chain parsed and checked then). A verifier that
+// remembers the chains it has verified passes [ParseOptions] to
+// [ParseWithOptions] so that their certificates are not parsed again; the
+// token's signature is still checked, by whatever verifies it.
+//
 // Any COSE implementation can check a token's signature with the public key
 // of the first certificate of its x5chain (tested with
 // github.com/veraison/go-cose).

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/rootline/rootline/pluton"
-	"github.com/rootline/rootline/pluton/internal/cose"
 )
 
 // Sign makes a token: the claims c, encoded as the rootline evidence
@@ -41,27 +40,10 @@ func Sign(rand io.Reader, signer crypto.Signer, alg pluton.Algorithm, c *Claims,
 	if err != nil {
 		return nil, invalid(err)
 	}
-	certs, err := parseChain(chain)
-	if err != nil {
-		return nil, invalid(err)
+	if err := checkSignerChain(signer, chain); err != nil {
+		return nil, err
 	}
-	leafKey, err := leafPublicKey(certs[0])
-	if err != nil {
-		return nil, invalid(err)
-	}
-	eq, ok := leafKey.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !eq.Equal(signer.Public()) {
-		return nil, invalid(malformed("the leaf certificate does not certify the signer's public key"))
-	}
-	protected := &cose.Header{ContentType: uint64(ContentFormat), X5Chain: chain}
-	msg, err := cose.Sign1(rand, signer, alg, protected, nil, payload, nil)
-	if err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
-	}
-	if err := checkTokenSize(len(msg), len(c.EventLog)); err != nil {
-		return nil, invalid(err)
-	}
-	return msg, nil
+	return signPayload(rand, signer, alg, payload, len(c.EventLog), chain)
 }
 
 // invalid marks a refusal of Sign's input as an invalid argument too.
@@ -81,14 +63,18 @@ func checkTokenSize(n, logSize int) error {
 	return nil
 }
 
-// parseChain parses an x5chain, checking its limits. Errors are
-// *VerifyError.
-func parseChain(chain [][]byte) ([]*x509.Certificate, error) {
+// parseChain parses an x5chain, checking its limits; with opts, its
+// certificates may come from opts.Certificates (see ParseOptions). Errors
+// are *VerifyError.
+func parseChain(chain [][]byte, opts *ParseOptions) ([]*x509.Certificate, error) {
 	switch n := len(chain); {
 	case n == 0:
 		return nil, malformed("no certificate chain")
 	case n > MaxCertificates:
 		return nil, tooLarge("x5chain of %d certificates (at most %d)", n, MaxCertificates)
+	}
+	if certs := opts.cachedChain(chain); certs != nil {
+		return certs, nil
 	}
 	certs := make([]*x509.Certificate, len(chain))
 	for i, der := range chain {

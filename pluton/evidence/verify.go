@@ -31,6 +31,10 @@ import (
 //
 // Every error is a *[VerifyError] wrapping [ErrMalformed] or [ErrTooLarge].
 func Parse(b []byte) (*Token, error) {
+	return parse(b, nil)
+}
+
+func parse(b []byte, opts *ParseOptions) (*Token, error) {
 	if len(b) > MaxTokenSize {
 		return nil, tooLarge("token of %d bytes (at most %d)", len(b), MaxTokenSize)
 	}
@@ -57,7 +61,7 @@ func Parse(b []byte) (*Token, error) {
 	if u := &m.Unprotected; u.KID != nil || u.ContentType != nil || u.X5Chain != nil || len(u.Extra) > 0 {
 		return nil, malformed("the unprotected header is not empty")
 	}
-	chain, err := parseChain(p.X5Chain)
+	chain, err := parseChain(p.X5Chain, opts)
 	if err != nil {
 		return nil, err
 	}
