@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -120,19 +119,15 @@ type bootState struct {
 }
 
 // forgetKeys drops the current boot's Alias key, wiping what of it can be
-// wiped (the scalar of an ECDSA key, an Ed25519 key; Go keeps no other
-// copy reachable once the key is dropped).
+// wiped from here: an Ed25519 key's bytes. An ECDSA key's scalar lives
+// inside crypto/ecdsa's own representation, which no API can wipe (Go 1.26
+// deprecates writing PrivateKey.D, and it would not reach that copy); it is
+// dropped, as SECURITY.md says of keys in Go memory.
 func (st *bootState) forgetKeys() {
 	if st == nil || st.alias == nil {
 		return
 	}
-	switch k := st.alias.(type) {
-	case *ecdsa.PrivateKey:
-		if k.D != nil {
-			clear(k.D.Bits())
-			k.D.SetInt64(0)
-		}
-	case ed25519.PrivateKey:
+	if k, ok := st.alias.(ed25519.PrivateKey); ok {
 		clear(k)
 	}
 	st.alias, st.evidence = nil, nil

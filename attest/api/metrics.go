@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rootline/rootline/attest"
@@ -62,7 +63,7 @@ func NewMetrics() *Metrics {
 		m.byStatus[s] = m.attestations.WithLabelValues(string(s))
 	}
 	m.reg.MustRegister(m.attestations, m.refusals, m.bad, m.latency, m.earSign, m.endorsements,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
