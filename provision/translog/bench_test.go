@@ -39,6 +39,25 @@ func BenchmarkAppend(b *testing.B) {
 			}
 		}
 	})
+	// 32 appenders at once, as stations' requests arrive: group commit
+	// shares one write and sync per batch.
+	b.Run("file-fsync-32-appenders", func(b *testing.B) {
+		fs, err := translog.OpenFileStore(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer fs.Close()
+		l, _ := translog.New(fs, s)
+		b.SetParallelism(16) // 16 × GOMAXPROCS (2) goroutines
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := l.Append(ctx, cert); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
 
 // BenchmarkTreeHead signs the head of a log of 10000 leaves and more with
