@@ -248,26 +248,6 @@ type certifyVector struct {
 
 const certifyVectorFile = "testdata/certify-swtpm.json"
 
-// TestRecordCertifyVector rewrites the vector when ROOTLINE_RECORD=1.
-func TestRecordCertifyVector(t *testing.T) {
-	if os.Getenv("ROOTLINE_RECORD") != "1" {
-		t.Skip("set ROOTLINE_RECORD=1 to record " + certifyVectorFile)
-	}
-	tp, _, _ := open(t)
-	nonce := []byte("rootline certify vector nonce 01")
-	ik, err := tp.IdentityKeys(t.Context(), nonce)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, _ := x509.MarshalPKIXPublicKey(ik.IAK)
-	v := certifyVector{Comment: "TPM2_Certify from swtpm: the IDevID (TPMT_PUBLIC) certified by the IAK (ECDSA P-256, SHA-256), both primary keys of the endorsement hierarchy",
-		IAK: spki, IDevID: ik.IDevIDPublic, Nonce: nonce, Attest: ik.Attest, Signature: ik.Signature}
-	b, _ := json.MarshalIndent(v, "", "\t")
-	if err := os.WriteFile(certifyVectorFile, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func loadCertifyVector(t testing.TB) (*certifyVector, crypto.PublicKey) {
 	b, err := os.ReadFile(certifyVectorFile)
 	if err != nil {

@@ -10,9 +10,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/tpm"
-	"github.com/rootline/rootline/pluton/tpm/tpmtest"
 )
 
 // quoteVector is a quote recorded from swtpm (testdata/quote-swtpm.json),
@@ -27,38 +25,6 @@ type quoteVector struct {
 }
 
 const vectorFile = "testdata/quote-swtpm.json"
-
-// TestRecordQuoteVector rewrites the vector when ROOTLINE_RECORD=1.
-func TestRecordQuoteVector(t *testing.T) {
-	if os.Getenv("ROOTLINE_RECORD") != "1" {
-		t.Skip("set ROOTLINE_RECORD=1 to record " + vectorFile)
-	}
-	tp, _, _ := open(t)
-	_ = tpmtest.Start
-	ctx := t.Context()
-	ak, err := tp.GenerateKey(ctx, &pluton.KeyRequest{Compartment: pluton.OS, Algorithm: pluton.ECDSAP256, Usage: pluton.UsageAttest})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := make([]byte, 32)
-	d[0] = 1
-	if err := tp.ExtendPCR(ctx, 4, map[crypto.Hash][]byte{crypto.SHA256: d}); err != nil {
-		t.Fatal(err)
-	}
-	nonce := []byte("rootline quote vector nonce 0001")
-	q, err := tp.Quote(ctx, pluton.OS, ak.Handle, nonce, crypto.SHA256, []int{0, 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, _ := x509.MarshalPKIXPublicKey(ak.Public)
-	v := quoteVector{Comment: "TPM2_Quote from swtpm: ECDSA P-256 restricted AK, SHA-256 bank, PCR 4 extended once with 0x01 00..00",
-		AK: spki, Nonce: nonce, Attest: q.Attest, Signature: q.Signature,
-		PCRs: map[string][]byte{"0": q.PCRs[0], "4": q.PCRs[4]}}
-	b, _ := json.MarshalIndent(v, "", "\t")
-	if err := os.WriteFile(vectorFile, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func loadVector(t testing.TB) (crypto.PublicKey, *tpm.Quote, []byte, map[int][]byte) {
 	b, err := os.ReadFile(vectorFile)
