@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 
 	"github.com/rootline/rootline/ca"
+	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/evidence"
 )
 
@@ -54,8 +56,10 @@ func (v *Verifier) Attest(ctx context.Context, req *Request) (*Result, error) {
 		return nil, err
 	}
 	a := v.Appraise(ver)
+	var checked *ca.CheckedCSR
 	if a.Status == StatusAffirming && req.CSR != nil {
-		if e := v.checkCSR(req.CSR, ver.AliasKey()); e != nil {
+		var e *Error
+		if checked, e = v.checkCSR(req.CSR, ver.AliasKey()); e != nil {
 			a.Status = StatusContraindicated
 			a.Reasons = append(a.Reasons, e.Reason)
 			a.TrustVector.InstanceIdentity = tcUntrustworthy
@@ -83,7 +87,7 @@ func (v *Verifier) Attest(ctx context.Context, req *Request) (*Result, error) {
 	res := &Result{Status: a.Status, Reasons: a.Reasons, TrustVector: a.TrustVector, Release: a.Release, UEID: vd.UEID, Verdict: vd.ID}
 	if a.Status == StatusAffirming && req.CSR != nil {
 		res.Certificate, err = v.issuer.Issue(ctx, &ca.IssueRequest{
-			CSR: req.CSR, Profile: ca.ProfileOperational, Product: ver.Product(), UEID: vd.UEID,
+			CSR: req.CSR, CheckedCSR: checked, Profile: ca.ProfileOperational, Product: ver.Product(), UEID: vd.UEID,
 			Validity: ca.OperationalValidity,
 		})
 		if err != nil {
@@ -125,19 +129,21 @@ func (v *Verifier) refused(ctx context.Context, req *Request, e *Error) (*Result
 	return res, nil
 }
 
-// checkCSR checks an untrusted CSR: it parses (ca.ParseCSR: size, key,
-// signature) and is for the Alias key that signed the evidence.
-func (v *Verifier) checkCSR(der []byte, alias crypto.PublicKey) *Error {
+// checkCSR checks an untrusted CSR: it parses (ca.CheckCSR: size, key,
+// signature) and is for the Alias key that signed the evidence. The
+// checked request goes to the CA, which then does not verify its signature
+// a second time.
+func (v *Verifier) checkCSR(der []byte, alias crypto.PublicKey) (*ca.CheckedCSR, *Error) {
 	if v.issuer == nil {
-		return refuse(CodeCSR, nil, "this verifier issues no operational certificates")
+		return nil, refuse(CodeCSR, nil, "this verifier issues no operational certificates")
 	}
-	csr, err := ca.ParseCSR(der)
+	csr, err := ca.CheckCSR(der)
 	if err != nil {
-		return refuse(CodeCSR, err, "%v", err)
+		return nil, refuse(CodeCSR, err, "%v", err)
 	}
-	k, ok := csr.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !k.Equal(alias) {
-		return refuse(CodeCSR, nil, "the CSR is not for the Alias key that signed the evidence")
+	want, err := pluton.MarshalPublicKey(alias)
+	if err != nil || !bytes.Equal(csr.PublicKeyInfo(), want) {
+		return nil, refuse(CodeCSR, nil, "the CSR is not for the Alias key that signed the evidence")
 	}
-	return nil
+	return csr, nil
 }
