@@ -558,7 +558,7 @@ func writeExportFile(path string, devs []exportDevice, fws map[string]*factoryFi
 		Generated string                 `json:"generated"`
 		Devices   []wireDevice           `json:"devices"`
 		Products  map[string]wireProduct `json:"products"`
-	}{Version: 2, Generated: time.Now().UTC().Format(time.RFC3339), Products: map[string]wireProduct{}}
+	}{Version: 2, Generated: time.Now().UTC().Format(time.RFC3339), Devices: []wireDevice{}, Products: map[string]wireProduct{}}
 	sorted := slices.Clone(devs)
 	slices.SortFunc(sorted, func(a, b exportDevice) int { return bytes.Compare(a.UEID, b.UEID) })
 	for _, d := range sorted {

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -347,7 +348,7 @@ missing; one verifier process per file). "nonceKey" is a file of at least
 while that many are outstanding, so give at least twice the lifetime times
 the attestations per second.
 
-SIGHUP reloads the CRLs and the endorsements files.`,
+SIGHUP reloads the registry export, the CRLs and the endorsements files.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -384,10 +385,12 @@ func runServeVerify(ctx context.Context, cfg *verifyConfig, log *slog.Logger, ad
 	if err != nil {
 		return fmt.Errorf("endorsements: %w", err)
 	}
-	devices, n, err := readRegistryExport(cfg.Registry, roots, log)
+	mem, n, err := readRegistryExport(cfg.Registry, roots, log)
 	if err != nil {
 		return fmt.Errorf("registry: %w", err)
 	}
+	devices := &reloadableDevices{}
+	devices.cur.Store(mem)
 	kr := newKeyring(log)
 	defer kr.Close()
 	var earKey crypto.Signer
@@ -452,7 +455,8 @@ func runServeVerify(ctx context.Context, cfg *verifyConfig, log *slog.Logger, ad
 		return err
 	}
 
-	// SIGHUP reloads the CRLs and endorsements; a bad file changes nothing.
+	// SIGHUP reloads the registry export, the CRLs and the endorsements; a
+	// bad file changes nothing.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -462,6 +466,12 @@ func runServeVerify(ctx context.Context, cfg *verifyConfig, log *slog.Logger, ad
 			case <-ctx.Done():
 				return
 			case <-hup:
+			}
+			if mem, n, err := readRegistryExport(cfg.Registry, roots, log); err != nil {
+				log.Error("verify: reloading the registry export", "err", err)
+			} else {
+				devices.cur.Store(mem)
+				log.Info("verify: registry export reloaded", "devices", n)
 			}
 			crls, err := readCRLs(cfg.CRLs)
 			if err == nil {
@@ -492,4 +502,14 @@ func runServeVerify(ctx context.Context, cfg *verifyConfig, log *slog.Logger, ad
 			}
 		},
 	}, h)
+}
+
+// reloadableDevices is the verifier's view of the registry: the devices of
+// the export last read, swapped whole when SIGHUP reloads it.
+type reloadableDevices struct {
+	cur atomic.Pointer[attest.MemoryDevices]
+}
+
+func (r *reloadableDevices) Lookup(ctx context.Context, ueid []byte) (*attest.DeviceRecord, error) {
+	return r.cur.Load().Lookup(ctx, ueid)
 }

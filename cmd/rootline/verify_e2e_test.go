@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,6 +222,25 @@ func TestServeVerifyCLI(t *testing.T) {
 	page, err := c.Verdicts(ctx, ueid, 0, 10)
 	if err != nil || len(page.Verdicts) != 2 || page.Verdicts[0].Status != attest.StatusAffirming {
 		t.Fatalf("verdicts %+v, %v", page, err)
+	}
+
+	// The factory retires the device: a new export without it, SIGHUP, and
+	// the verifier no longer knows it.
+	if err := writeExportFile(filepath.Join(w, "devices.json"), nil, fws); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, err := agent()
+		if isExit(err, 2) && strings.Contains(out, "unknown-device") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the export without the device and SIGHUP: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
