@@ -27,6 +27,7 @@ import (
 	"github.com/rootline/rootline/ca/stepca"
 	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/hsm"
+	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/hsminject"
@@ -72,6 +73,9 @@ type benchProvisionOptions struct {
 	ChipsDir string
 	// RootAlg is the factory root key's algorithm (default P-384).
 	RootAlg hsm.Algorithm
+	// DeviceIDAlg is the chips' DICE algorithm (DeviceID and Alias keys,
+	// their certificates and evidence); default P-256.
+	DeviceIDAlg pluton.Algorithm
 	// Identity is the product's identity: provision.OnChip (the default)
 	// or provision.Injected, whose device keys the SoftHSM2 token makes
 	// and wraps, with Secrets per-device secrets each.
@@ -164,7 +168,7 @@ func (s cpuSample) since(s0 cpuSample) (proc, others time.Duration) {
 func newBenchProvisionCommand(g *globals) *cobra.Command {
 	opts := &benchProvisionOptions{}
 	var keep, withStepCA bool
-	var rootAlg, identity string
+	var rootAlg, identity, deviceIDAlg string
 	stepCABin := findStepCA()
 	cmd := &cobra.Command{
 		Use:   "provision",
@@ -220,6 +224,9 @@ Progress goes to stderr, results to stdout.`,
 			if opts.RootAlg, err = hsm.ParseAlgorithm(rootAlg); err != nil {
 				return fmt.Errorf("bench: --root-alg: %w", err)
 			}
+			if opts.DeviceIDAlg, err = pluton.ParseAlgorithm(deviceIDAlg); err != nil || opts.DeviceIDAlg == pluton.MLDSA65 {
+				return fmt.Errorf("bench: --deviceid-alg %q: want p256, p384 or ed25519", deviceIDAlg)
+			}
 			switch identity {
 			case "on-chip":
 				opts.Identity = provision.OnChip
@@ -250,6 +257,7 @@ Progress goes to stderr, results to stdout.`,
 	f.StringVar(&opts.Dir, "dir", "", "directory for the factory's state (default: a temporary directory, removed afterwards)")
 	f.BoolVar(&keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&rootAlg, "root-alg", "p384", "algorithm of the factory root key: p256, p384 or ed25519 (each chip verifies the root's signature on the intermediate)")
+	f.StringVar(&deviceIDAlg, "deviceid-alg", "p256", "the chips' DICE algorithm (DeviceID and Alias keys, evidence): p256, p384 or ed25519")
 	f.StringVar(&opts.ChipsDir, "chips-dir", "", "directory for the emulated chips' state, their flash (default: chips/ under --dir); a tmpfs keeps the chips' writes off the factory's disk")
 	f.StringVar(&opts.Profile, "profile", "", "write CPU, block and mutex profiles of the timed phase to this directory (go tool pprof reads them)")
 	f.BoolVar(&withStepCA, "stepca", stepCABin != "", "also measure step-ca issuing as many IDevIDs (default: on when step-ca is found)")
@@ -451,6 +459,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	if err != nil {
 		return nil, err
 	}
+	fw.deviceIDAlg = opts.DeviceIDAlg
 	// The chips pin the factory root, as production chips should
 	// (device.InitRequest.FactoryRootHash).
 	if fw.factoryRoot, err = device.FactoryRootHash(res.root, crypto.SHA256); err != nil {
@@ -591,7 +600,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 	sorted := result.Latencies
 	fmt.Fprintf(out, "chips      %d\n", result.Chips)
 	fmt.Fprintf(out, "stations   %d\n", result.Stations)
-	fmt.Fprintf(out, "root       %s (intermediate P-256, keys in SoftHSM2)\n", opts.RootAlg)
+	fmt.Fprintf(out, "root       %s (intermediate P-256, keys in SoftHSM2); chips' DICE keys %s\n", opts.RootAlg, opts.DeviceIDAlg)
 	if opts.Identity == provision.Injected {
 		fmt.Fprintf(out, "identity   injected (P-256 device keys made and wrapped in SoftHSM2; per-device secrets: %d)\n", opts.Secrets)
 	} else {

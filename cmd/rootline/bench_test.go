@@ -38,6 +38,14 @@ func TestBenchProvision(t *testing.T) {
 	}
 }
 
+// Chips with Ed25519 DICE keys provision as P-256 ones do.
+func TestBenchProvisionEd25519Chips(t *testing.T) {
+	out, _ := runBenchForTest(t, "--stepca=false", "--deviceid-alg", "ed25519", "--root-alg", "p256")
+	if !bytes.Contains(out, []byte("chips' DICE keys ed25519")) {
+		t.Errorf("output:\n%s", out)
+	}
+}
+
 func TestBenchProvisionStepCA(t *testing.T) {
 	if findStepCA() == "" {
 		testdep.Missing(t, "step-ca")
@@ -93,7 +101,8 @@ func runBenchForTest(t *testing.T, args ...string) (stdout, stderr []byte) {
 }
 
 func TestBenchProvisionFlags(t *testing.T) {
-	for _, args := range [][]string{{"--chips", "0"}, {"--stations", "0"}, {"--chips", "100001"}, {"--stations", "257"}} {
+	for _, args := range [][]string{{"--chips", "0"}, {"--stations", "0"}, {"--chips", "100001"}, {"--stations", "257"},
+		{"--deviceid-alg", "mldsa65"}, {"--deviceid-alg", "rsa"}} {
 		cmd := newBenchCommand(&globals{logLevel: "warn", logFormat: "text"})
 		cmd.SetArgs(append([]string{"provision", "--dir", t.TempDir()}, args...))
 		cmd.SetOut(&bytes.Buffer{})

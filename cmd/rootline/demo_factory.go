@@ -31,6 +31,7 @@ import (
 	"github.com/rootline/rootline/pluton/boot"
 	"github.com/rootline/rootline/pluton/dice"
 	"github.com/rootline/rootline/pluton/evidence"
+	"github.com/rootline/rootline/pluton/soft"
 	"github.com/rootline/rootline/provision"
 	"github.com/rootline/rootline/provision/api"
 	"github.com/rootline/rootline/provision/hsminject"
@@ -590,6 +591,8 @@ type factoryFirmware struct {
 	// factoryRoot, if set, is fused into the chips: the hash of the
 	// factory CA root, the only root of an IDevID chain they install.
 	factoryRoot []byte
+	// deviceIDAlg is the chips' DICE algorithm (default P-256).
+	deviceIDAlg pluton.Algorithm
 }
 
 // sign makes a signed image of layer l with the firmware's key.
@@ -638,7 +641,8 @@ func newFactoryFirmware(product string) (*factoryFirmware, error) {
 // bootChip fuses a chip for the product in dir and boots it with the
 // factory test firmware.
 func (f *factoryFirmware) bootChip(ctx context.Context, dir string, log *slog.Logger) (*device.Device, error) {
-	dev, err := device.Init(ctx, dir, &device.InitRequest{Product: f.product, RootKeyHash: f.rootHash, FactoryRootHash: f.factoryRoot}, &device.Options{Logger: log})
+	dev, err := device.Init(ctx, dir, &device.InitRequest{Product: f.product, RootKeyHash: f.rootHash, FactoryRootHash: f.factoryRoot},
+		&device.Options{Logger: log, Chip: soft.Options{DeviceIDAlgorithm: f.deviceIDAlg}})
 	if err != nil {
 		return nil, err
 	}
