@@ -48,7 +48,7 @@ const (
 func newBenchCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Load tools: measure the factory's throughput",
+		Short: "Load tools: measure the factory's and the verifier's throughput",
 	}
 	cmd.AddCommand(newBenchProvisionCommand(g), newBenchVerifyCommand(g))
 	return cmd
