@@ -71,8 +71,12 @@ func newEnv(t testing.TB, o *envOptions) *env {
 		o = &envOptions{}
 	}
 	ctx := context.Background()
-	e := &env{t: t, ctx: ctx, devices: &MemoryDevices{}, clock: &testClock{t: time.Now()}}
+	e := &env{t: t, ctx: ctx, devices: &MemoryDevices{}}
 	e.h = catest.NewHierarchy(t, product)
+	// The clock starts after the hierarchy is made: its certificates'
+	// notBefore is the time they were made, truncated to the second, and
+	// a clock read before could fall in the second before it.
+	e.clock = &testClock{t: time.Now()}
 	var err error
 	e.ca, err = ca.NewLocal(&ca.LocalOptions{Root: e.h.Root, Products: e.h.Products, Now: e.clock.now})
 	if err != nil {
