@@ -277,10 +277,11 @@ func (m *Module) InjectKey(ctx context.Context, req *InjectKeyRequest) (*Wrapped
 	if req.WrapWithTrusted {
 		privT = append(privT, pkcs11.NewAttribute(pkcs11.CKA_WRAP_WITH_TRUSTED, true))
 	}
-	// Generation holds createMu (no two objects get the label); the
-	// wrap does not, so that injections for several chips run at once.
-	m.createMu.Lock()
-	err := m.do(ctx, nil, func(sh pkcs11.SessionHandle) error {
+	// Generation holds the objects' lock (no two objects get the label,
+	// and nothing else runs meanwhile); the wrap shares it, so that
+	// injections for several chips run at once.
+	lctx, unlock := m.lockObjects(ctx)
+	err := m.do(lctx, nil, func(sh pkcs11.SessionHandle) error {
 		hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Label)}, 1)
 		if err != nil {
 			return err
@@ -291,7 +292,7 @@ func (m *Module) InjectKey(ctx context.Context, req *InjectKeyRequest) (*Wrapped
 		_, _, err = m.p.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECKeyPairGen, nil)}, pubT, privT)
 		return m.wrap("C_GenerateKeyPair", err)
 	})
-	m.createMu.Unlock()
+	unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -378,8 +379,8 @@ func (m *Module) CreateSecretMaster(ctx context.Context, label string) (*URI, er
 	if err := m.requireMechanisms("create secret master", needMaster); err != nil {
 		return nil, err
 	}
-	m.createMu.Lock()
-	defer m.createMu.Unlock()
+	ctx, unlock := m.lockObjects(ctx)
+	defer unlock()
 	id := make([]byte, idLen)
 	if _, err := io.ReadFull(m.opts.Rand, id); err != nil {
 		return nil, fmt.Errorf("hsm: drawing a key id: %w", err)
@@ -497,6 +498,8 @@ func (m *Module) DeriveSecret(ctx context.Context, req *DeriveSecretRequest) (*W
 
 // destroyByID destroys every object with CKA_ID id.
 func (m *Module) destroyByID(ctx context.Context, id []byte) error {
+	ctx, unlock := m.lockObjects(ctx)
+	defer unlock()
 	return m.do(ctx, nil, func(sh pkcs11.SessionHandle) error {
 		hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id)}, 16)
 		if err != nil {

@@ -393,8 +393,8 @@ func (m *Module) CreateKey(ctx context.Context, req *CreateKeyRequest) (crypto.P
 	if !m.mechs[gen] || !m.mechs[sign] {
 		return nil, nil, fmt.Errorf("%w: token %q does not offer %v (mechanisms 0x%x and 0x%x)", ErrMechanismUnsupported, m.token.Label, req.Algorithm, gen, sign)
 	}
-	m.createMu.Lock()
-	defer m.createMu.Unlock()
+	ctx, unlock := m.lockObjects(ctx)
+	defer unlock()
 
 	id := make([]byte, idLen)
 	if _, err := io.ReadFull(m.opts.Rand, id); err != nil {
@@ -564,8 +564,8 @@ func (m *Module) DestroyKey(ctx context.Context, uri string) error {
 	if err != nil {
 		return err
 	}
-	m.createMu.Lock()
-	defer m.createMu.Unlock()
+	ctx, unlock := m.lockObjects(ctx)
+	defer unlock()
 	return m.do(ctx, nil, func(sh pkcs11.SessionHandle) error {
 		h, err := m.findKey(sh, u)
 		if err != nil {

@@ -132,7 +132,14 @@ type Module struct {
 	closed   bool         // guarded by life
 	loginMu  sync.Mutex
 	epoch    atomic.Uint64 // counts logins; object handles are refound after one
-	createMu sync.Mutex
+	// createMu guards the token's objects: creating or destroying a
+	// token object takes it exclusively (lockObjects), every other
+	// operation shares it (do). SoftHSM2 2.6.1 answered CKR_GENERAL_ERROR
+	// now and then to a key generation that ran while another session
+	// created or destroyed a token object; a real HSM loses little, as
+	// objects are created rarely (keys, and a device key per injected
+	// chip).
+	createMu sync.RWMutex
 
 	testBreakPCT      func() bool    // tests only: fail the pairwise-consistency test
 	testTamperKeyInfo func(*KeyInfo) // tests only: change what CreateKey reads back
@@ -403,6 +410,10 @@ func (m *Module) login(ctx context.Context, sh pkcs11.SessionHandle) error {
 func (m *Module) do(ctx context.Context, refresh func(context.Context, pkcs11.SessionHandle) error, f func(pkcs11.SessionHandle) error) error {
 	m.life.RLock()
 	defer m.life.RUnlock()
+	if ctx.Value(objectsLockedKey{}) != m {
+		m.createMu.RLock()
+		defer m.createMu.RUnlock()
+	}
 	if m.closed {
 		return ErrClosed
 	}
@@ -469,4 +480,16 @@ func (m *Module) Close() error {
 	m.lib.release()
 	m.log.Info("hsm: token closed", "token", m.token.Label)
 	return nil
+}
+
+// objectsLockedKey marks a context whose caller holds createMu
+// exclusively (lockObjects), so that do does not take it again.
+type objectsLockedKey struct{}
+
+// lockObjects takes the token objects' lock exclusively, for creating or
+// destroying token objects, and returns the context to pass to do while
+// holding it, and the function that releases it.
+func (m *Module) lockObjects(ctx context.Context) (context.Context, func()) {
+	m.createMu.Lock()
+	return context.WithValue(ctx, objectsLockedKey{}, m), m.createMu.Unlock
 }
