@@ -127,11 +127,11 @@ type Module struct {
 	pin        PINSource // nil when the token needs no login
 	mechs      map[uint]bool
 
-	pool     *pool
-	life     sync.RWMutex // shared by every operation, exclusive in Close
-	closed   bool         // guarded by life
-	loginMu  sync.Mutex
-	epoch    atomic.Uint64 // counts logins; object handles are refound after one
+	pool    *pool
+	life    sync.RWMutex // shared by every operation, exclusive in Close
+	closed  bool         // guarded by life
+	loginMu sync.Mutex
+	epoch   atomic.Uint64 // counts logins; object handles are refound after one
 	// createMu guards the token's objects: creating or destroying a
 	// token object takes it exclusively (lockObjects), every other
 	// operation shares it (do). SoftHSM2 2.6.1 answered CKR_GENERAL_ERROR
