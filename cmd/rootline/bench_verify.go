@@ -335,6 +335,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 			}
 		}
 	}()
+	cpu0 := sampleCPU("self")
 	start := time.Now()
 	for w := range opts.Concurrency {
 		wg.Go(func() {
@@ -357,6 +358,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu, others := sampleCPU("self").since(cpu0)
 	close(done)
 	fmt.Fprintln(prog)
 	if err := stopProfile(); err != nil {
@@ -394,6 +396,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 	fmt.Fprintf(out, "attestations    %d in %s\n", res.Attestations, res.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "attestations/s  %.0f (verifier and load generator on the same cores)\n", rate)
 	printLatency(out, res.Latencies)
+	printCPU(out, "attestation", res.Attestations, res.Elapsed, cpu, others, "this process: verifier, devices, clients")
 	fmt.Fprintf(out, "ecdsa verify/s  %.0f (P-256, crypto/ecdsa.VerifyASN1, all cores)\n", res.VerifyRate)
 	fmt.Fprintf(out, "ecdsa sign/s    %.0f (P-256, crypto/ecdsa.SignASN1, all cores)\n", res.SignRate)
 	// The verifier's signature work per attestation, with its chains
