@@ -38,7 +38,11 @@ const (
 
 // agentOptions configure runAgent.
 type agentOptions struct {
-	State    string
+	State string
+	// Open opens the device for one attestation; default: the emulated
+	// chip in State (device.Open). The command opens a device on a TPM
+	// with --tpm through it.
+	Open     func(ctx context.Context) (*device.Device, error)
 	Verifier string
 	CA       *x509.CertPool
 	JSON     bool
@@ -78,8 +82,9 @@ lifetime (with ±5% jitter; --every without a certificate), backing off from
 
 The verifier's TLS certificate is checked against --ca (PEM), or the
 system's roots. Requests are CBOR (--json for JSON).`,
-		Example: `  rootline device agent --state ./chip --verifier https://verifier.example:8444 --ca tls-ca.pem --once`,
-		Args:    cobra.NoArgs,
+		Example: `  rootline device agent --state ./chip --verifier https://verifier.example:8444 --ca tls-ca.pem --once
+  rootline device agent --tpm 127.0.0.1:2321 --state ./tpmdev --verifier https://verifier.example:8444 --ca tls-ca.pem`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.state == "" {
 				return errors.New("--state DIR is required")
@@ -100,6 +105,9 @@ system's roots. Requests are CBOR (--json for JSON).`,
 				return errors.New("--every: at least 1m")
 			}
 			opts.State, opts.Out, opts.Logger = f.state, cmd.OutOrStdout(), log
+			if f.onTPM() {
+				opts.Open = func(context.Context) (*device.Device, error) { return f.openDevice(cmd) }
+			}
 			return runAgent(cmd.Context(), opts)
 		},
 	}
@@ -214,7 +222,13 @@ func reasonList(rs []api.Reason) string {
 // opened for it only, so that a boot by another process in between is
 // seen, and the chip is not held.
 func agentAttest(ctx context.Context, c *api.Client, opts *agentOptions, log *slog.Logger) (*api.AttestResponse, *x509.Certificate, error) {
-	d, err := device.Open(opts.State, &device.Options{Logger: log})
+	var d *device.Device
+	var err error
+	if opts.Open != nil {
+		d, err = opts.Open(ctx)
+	} else {
+		d, err = device.Open(opts.State, &device.Options{Logger: log})
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rootline/rootline/attest"
 	"github.com/rootline/rootline/device"
 	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/internal/pgtest"
@@ -437,6 +438,10 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 	if lc, err := dt.Lifecycle(ctx); err != nil || lc != pluton.Provisioned {
 		t.Fatalf("TPM chip lifecycle %v, %v", lc, err)
 	}
+	tpmManifests, err := dt.Manifests(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dt.Close()
 
 	// The verifier reads the export over the API with its certificate.
@@ -474,6 +479,10 @@ func testServeProvisionCLI(t *testing.T, registrySetting func() string) {
 			t.Fatalf("export: %+v", ex.Devices)
 		}
 	}
+
+	// In the field: the TPM chip's agent attests to the verifier, which
+	// reads this export, and is affirmed.
+	attestTPMChip(t, g, w, caDir, exportFile, tpmManifests, uri("ear"), chipT, sw.Addr)
 
 	// line-1's certificate is revoked and a new CRL published: its next
 	// call is refused, without restarting the service.
@@ -555,4 +564,77 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// attestTPMChip runs rootline serve verify over the registry export and
+// the CA of the factory test, with endorsements of the TPM chip's
+// firmware, and the chip's agent (device agent --tpm) once: affirming.
+func attestTPMChip(t *testing.T, g *globals, w, caDir, exportFile string, ms []*boot.Manifest, earKey, chip, tpmAddr string) {
+	t.Helper()
+	ctx := t.Context()
+	exe := func(args ...string) {
+		t.Helper()
+		c := newRootCommand("test")
+		var out bytes.Buffer
+		c.SetOut(&out)
+		c.SetErr(&out)
+		if err := run(t, ctx, c, args...); err != nil {
+			t.Fatalf("rootline %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+	}
+	exe("ca", "crl", "--dir", caDir, "--issuer", "sku-a", "--out", filepath.Join(w, "sku-a.crl"))
+	exe("hsm", "keygen", "--uri", earKey, "--alg", "p256")
+	release := attest.Release{Name: "factory-1"}
+	for _, m := range ms {
+		release.Layers = append(release.Layers, attest.LayerReference{Layer: string(m.Layer), Version: m.Version, MinSVN: m.SVN,
+			Signer: m.SignerKeyIDs[0], Digests: []attest.Digest{{Alg: "sha-256", Value: m.Digest}}})
+	}
+	refs, err := json.Marshal(&attest.Endorsements{Version: attest.EndorsementsVersion,
+		Products: []attest.ProductEndorsements{{Product: "sku-a", Releases: []attest.Release{release}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w, "endorsements.json"), refs, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := `{"version":1,"listen":"127.0.0.1:0","tls":{"certificate":"server.pem","key":"server.key"},
+	 "registry":"` + exportFile + `","roots":["ca/root.pem"],"crls":["sku-a.crl"],"endorsements":"endorsements.json",
+	 "ear":{"hsmKey":"` + earKey + `"},"store":"verdicts.db","nonceKey":"nonce.key"}`
+	if err := os.WriteFile(filepath.Join(w, "verify.json"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	addrFile := filepath.Join(w, "verify.addr")
+	var serveOut bytes.Buffer
+	go func() {
+		c := newServeCommand(g)
+		c.SetOut(&serveOut)
+		c.SetErr(&serveOut)
+		done <- run(t, vctx, c, "verify", "--config", filepath.Join(w, "verify.json"), "--addr-file", addrFile)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve verify: %v\n%s", err, serveOut.String())
+		}
+	}()
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
+		if b, err := os.ReadFile(addrFile); err == nil && len(b) > 0 {
+			addr = strings.TrimSpace(string(b))
+		} else if time.Now().After(deadline) {
+			t.Fatalf("serve verify did not start\n%s", serveOut.String())
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	c := newDeviceCommand(g)
+	var out bytes.Buffer
+	c.SetOut(&out)
+	c.SetErr(&out)
+	if err := run(t, ctx, c, "agent", "--tpm", tpmAddr, "--state", chip, "--verifier", "https://"+addr,
+		"--ca", filepath.Join(w, "srvca.pem"), "--once"); err != nil || !strings.Contains(out.String(), "status: affirming") {
+		t.Fatalf("the TPM chip's agent: %v\n%s\n%s", err, out.String(), serveOut.String())
+	}
 }
