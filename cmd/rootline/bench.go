@@ -247,8 +247,30 @@ Progress goes to stderr, results to stdout.`,
 				}
 				opts.StepCA = stepCABin
 			}
-			_, err = runBenchProvision(cmd.Context(), opts)
-			return err
+			res, err := runBenchProvision(cmd.Context(), opts)
+			if err != nil || opts.Identity != provision.Injected {
+				return err
+			}
+			// The same run again with on-chip identity, so that the
+			// injected figure is read next to the on-chip one measured
+			// on the same machine at the same time.
+			onChip := *opts
+			onChip.Identity, onChip.Secrets, onChip.StepCA, onChip.Profile = provision.OnChip, 0, "", ""
+			onChip.Dir = filepath.Join(opts.Dir, "on-chip")
+			if onChip.ChipsDir != "" {
+				onChip.ChipsDir = filepath.Join(onChip.ChipsDir, "on-chip")
+			}
+			if err := os.MkdirAll(onChip.Dir, 0o700); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "\nthe same with on-chip identity:\n")
+			ref, err := runBenchProvision(cmd.Context(), &onChip)
+			if err != nil {
+				return err
+			}
+			in, on := float64(res.Chips)/res.Elapsed.Seconds(), float64(ref.Chips)/ref.Elapsed.Seconds()
+			fmt.Fprintf(cmd.OutOrStdout(), "\ninjected   %.1f chips/s, on-chip %.1f chips/s (ratio %.2f)\n", in, on, in/on)
+			return nil
 		},
 	}
 	f := cmd.Flags()

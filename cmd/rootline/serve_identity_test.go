@@ -95,6 +95,7 @@ func TestBenchProvisionInjected(t *testing.T) {
 	for _, re := range []string{
 		`(?m)^identity +injected \(P-256 device keys made and wrapped in SoftHSM2; per-device secrets: 2\)$`,
 		`(?m)^hsm +0 device keys left$`,
+		`(?m)^injected +[0-9.]+ chips/s, on-chip [0-9.]+ chips/s \(ratio [0-9.]+\)$`,
 	} {
 		if !regexp.MustCompile(re).Match(out) {
 			t.Errorf("stdout does not match %s:\n%s", re, out)
