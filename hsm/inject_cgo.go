@@ -248,32 +248,7 @@ func (m *Module) InjectKey(ctx context.Context, req *InjectKeyRequest) (*Wrapped
 	if _, err := io.ReadFull(m.opts.Rand, id); err != nil {
 		return nil, fmt.Errorf("hsm: drawing a key id: %w", err)
 	}
-	common := func(class uint) []*pkcs11.Attribute {
-		return []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkEC),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Label),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
-	}
-	pubT := append(common(pkcs11.CKO_PUBLIC_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, req.Algorithm.ecParams()),
-	)
-	privT := append(common(pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-	)
+	pubT, privT := keyPairTemplates(ckkEC, req.Algorithm.ecParams(), req.Label, id, injectedKey)
 	if req.WrapWithTrusted {
 		privT = append(privT, pkcs11.NewAttribute(pkcs11.CKA_WRAP_WITH_TRUSTED, true))
 	}
@@ -281,17 +256,7 @@ func (m *Module) InjectKey(ctx context.Context, req *InjectKeyRequest) (*Wrapped
 	// and nothing else runs meanwhile); the wrap shares it, so that
 	// injections for several chips run at once.
 	lctx, unlock := m.lockObjects(ctx)
-	err := m.do(lctx, nil, func(sh pkcs11.SessionHandle) error {
-		hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, req.Label)}, 1)
-		if err != nil {
-			return err
-		}
-		if len(hs) > 0 {
-			return fmt.Errorf("%w: token %q already has an object labelled %q", ErrKeyExists, m.token.Label, req.Label)
-		}
-		_, _, err = m.p.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmECKeyPairGen, nil)}, pubT, privT)
-		return m.wrap("C_GenerateKeyPair", err)
-	})
+	err := m.generateKeyPair(lctx, ckmECKeyPairGen, req.Label, pubT, privT)
 	unlock()
 	if err != nil {
 		return nil, err

@@ -401,45 +401,8 @@ func (m *Module) CreateKey(ctx context.Context, req *CreateKeyRequest) (crypto.P
 		return nil, nil, fmt.Errorf("hsm: drawing a key id: %w", err)
 	}
 	label := req.Label
-	common := func(class uint) []*pkcs11.Attribute {
-		return []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, req.Algorithm.keyType()),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		}
-	}
-	pubTmpl := append(common(pkcs11.CKO_PUBLIC_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, req.Algorithm.ecParams()),
-	)
-	privTmpl := append(common(pkcs11.CKO_PRIVATE_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-	)
-
-	err := m.do(ctx, nil, func(sh pkcs11.SessionHandle) error {
-		// Private objects are searched too: the session is logged in.
-		hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}, 1)
-		if err != nil {
-			return err
-		}
-		if len(hs) > 0 {
-			return fmt.Errorf("%w: token %q already has an object labelled %q", ErrKeyExists, m.token.Label, label)
-		}
-		_, _, err = m.p.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(gen, nil)}, pubTmpl, privTmpl)
-		return m.wrap("C_GenerateKeyPair", err)
-	})
+	pubTmpl, privTmpl := keyPairTemplates(req.Algorithm.keyType(), req.Algorithm.ecParams(), label, id, signingKey)
+	err := m.generateKeyPair(ctx, gen, label, pubTmpl, privTmpl)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -594,5 +557,71 @@ func (m *Module) DestroyKey(ctx context.Context, uri string) error {
 		}
 		m.log.Info("hsm: key destroyed", "token", m.token.Label, "label", label, "id", hex.EncodeToString(id))
 		return nil
+	})
+}
+
+// keyUse is what a generated private key is for.
+type keyUse int
+
+const (
+	// signingKey signs inside the token and never leaves it
+	// (CKA_SIGN, not CKA_EXTRACTABLE): CreateKey's keys.
+	signingKey keyUse = iota
+	// injectedKey signs nothing in the token and leaves it only wrapped
+	// (CKA_EXTRACTABLE and CKA_SENSITIVE): InjectKey's device keys.
+	injectedKey
+)
+
+// keyPairTemplates are the attributes of a token key pair labelled label
+// with CKA_ID id. Both halves are token objects; the private half is
+// private and sensitive, and neither derives, wraps, encrypts or
+// decrypts. use decides whether the private key signs (and is never
+// extractable) or is extractable for wrapping (and signs nothing).
+func keyPairTemplates(keyType uint, ecParams []byte, label string, id []byte, use keyUse) (pub, priv []*pkcs11.Attribute) {
+	common := func(class uint) []*pkcs11.Attribute {
+		return []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		}
+	}
+	signs := use == signingKey
+	pub = append(common(pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, signs),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, ecParams),
+	)
+	priv = append(common(pkcs11.CKO_PRIVATE_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, !signs),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, signs),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+	)
+	return pub, priv
+}
+
+// generateKeyPair generates a token key pair with mechanism mech, refusing
+// a label the token already has (ErrKeyExists). The caller holds the
+// objects' lock: ctx comes from lockObjects.
+func (m *Module) generateKeyPair(ctx context.Context, mech uint, label string, pub, priv []*pkcs11.Attribute) error {
+	return m.do(ctx, nil, func(sh pkcs11.SessionHandle) error {
+		// Private objects are searched too: the session is logged in.
+		hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}, 1)
+		if err != nil {
+			return err
+		}
+		if len(hs) > 0 {
+			return fmt.Errorf("%w: token %q already has an object labelled %q", ErrKeyExists, m.token.Label, label)
+		}
+		_, _, err = m.p.GenerateKeyPair(sh, []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)}, pub, priv)
+		return m.wrap("C_GenerateKeyPair", err)
 	})
 }
