@@ -118,11 +118,13 @@
 //
 // # Nonces
 //
-// A nonce is stateless: window || random || HMAC-SHA-256(NonceKey, label ||
-// station || window || random), 56 bytes, where window is the current time
-// divided by NonceLifetime. A nonce is accepted in its window and the next
-// one. Single use is enforced by a bounded in-memory cache of the nonces spent
-// in those two windows. Replicas share the registry, not this cache: a nonce
+// A nonce is stateless (internal/nonce, the verifier's too): window ||
+// random || HMAC-SHA-256(NonceKey, label || window || random || station),
+// 56 bytes, where window is the current time divided by NonceLifetime. A
+// nonce is accepted in its window and the next one. Single use is enforced
+// by a bounded in-memory cache of the nonces spent in those two windows;
+// when it is full, nonces are neither made nor spent (ErrNonce) until
+// entries expire. Replicas share the registry, not this cache: a nonce
 // could be spent once at each replica within its lifetime, which gains the
 // replayer nothing, since the registry's idempotency (same UEID and key: same
 // certificate; other key: clone) already protects issuance.
@@ -131,12 +133,9 @@ package provision
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -146,6 +145,7 @@ import (
 	"time"
 
 	"github.com/rootline/rootline/ca"
+	"github.com/rootline/rootline/internal/nonce"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/evidence"
 	"github.com/rootline/rootline/provision/registry"
@@ -176,15 +176,12 @@ var (
 // Nonce parameters. A nonce is NonceSize bytes: an 8-byte time window,
 // 16 random bytes and a 32-byte HMAC-SHA-256.
 const (
-	NonceSize            = 56
-	nonceRandomSize      = 16
+	NonceSize            = nonce.Size
 	DefaultNonceLifetime = 5 * time.Minute
 	DefaultMaxNonces     = 1 << 20
-	nonceLabel           = "rootline/provision nonce v1\x00"
+	nonceLabel           = "rootline/provision nonce v1"
 	logCacheSize         = 1 << 16
 )
-
-var _ = [1]struct{}{}[NonceSize-(8+nonceRandomSize+sha256.Size)] // NonceSize is the sum of its parts
 
 // Station is an authenticated station: its name and the products it may
 // provision, from its certificate (ca.Station), never from what it sends.
@@ -274,24 +271,14 @@ type Service struct {
 	issuer   ca.Issuer
 	log      *translog.Log
 	products map[string]*ProductPolicy
-	key      []byte
-	lifetime time.Duration
 	now      func() time.Time
 	logger   *slog.Logger
-	rand     io.Reader
 
-	nonces nonceCache
+	nonces *nonce.Source   // bound to the station's name
 	locks  [256]sync.Mutex // by UEID
 
 	logMu    sync.Mutex
 	logIndex map[[sha256.Size]byte]int64 // certificates this process saw logged
-}
-
-type nonceCache struct {
-	mu     sync.Mutex
-	max    int
-	used   map[[nonceRandomSize]byte]uint64 // random → window
-	reaped uint64                           // window of the last purge
 }
 
 // New returns a Service.
@@ -321,43 +308,28 @@ func New(cfg *Config) (*Service, error) {
 	}
 	s := &Service{
 		reg: cfg.Registry, issuer: cfg.Issuer, log: cfg.Log, products: products,
-		key: bytes.Clone(cfg.NonceKey), lifetime: cfg.NonceLifetime,
-		now: cfg.Now, logger: cfg.Logger, rand: cfg.Rand,
+		now: cfg.Now, logger: cfg.Logger,
 		logIndex: map[[sha256.Size]byte]int64{},
 	}
-	s.nonces.max = cfg.MaxNonces
-	if s.lifetime <= 0 {
-		s.lifetime = DefaultNonceLifetime
-	}
-	if s.nonces.max <= 0 {
-		s.nonces.max = DefaultMaxNonces
-	}
-	s.nonces.used = map[[nonceRandomSize]byte]uint64{}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	if s.rand == nil {
-		s.rand = rand.Reader
+	lifetime, max := cfg.NonceLifetime, cfg.MaxNonces
+	if lifetime <= 0 {
+		lifetime = DefaultNonceLifetime
+	}
+	if max <= 0 {
+		max = DefaultMaxNonces
+	}
+	var err error
+	if s.nonces, err = nonce.New(&nonce.Config{Key: cfg.NonceKey, Label: nonceLabel, Lifetime: lifetime,
+		MaxEntries: max, Rand: cfg.Rand, Now: s.now}); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
 	}
 	return s, nil
-}
-
-func (s *Service) window() uint64 {
-	return uint64(s.now().UnixNano() / int64(s.lifetime))
-}
-
-func (s *Service) nonceMAC(station string, head []byte) []byte {
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(nonceLabel))
-	var n [2]byte
-	binary.BigEndian.PutUint16(n[:], uint16(len(station)))
-	m.Write(n[:])
-	m.Write([]byte(station))
-	m.Write(head)
-	return m.Sum(nil)
 }
 
 // Nonce returns a fresh nonce for station, to be given to a chip (Attest)
@@ -369,53 +341,23 @@ func (s *Service) Nonce(ctx context.Context, station Station) ([]byte, error) {
 	if station.Name == "" || len(station.Name) > registry.MaxNameLen {
 		return nil, fmt.Errorf("%w: station name of %d bytes", ErrBadRequest, len(station.Name))
 	}
-	n := make([]byte, 8+nonceRandomSize, NonceSize)
-	binary.BigEndian.PutUint64(n, s.window())
-	if _, err := io.ReadFull(s.rand, n[8:]); err != nil {
-		return nil, fmt.Errorf("provision: %w", err)
+	n, err := s.nonces.New([]byte(station.Name))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNonce, err)
 	}
-	return append(n, s.nonceMAC(station.Name, n)...), nil
+	return n, nil
 }
 
 // spendNonce checks that the untrusted nonce is this service's, for this
 // station and unexpired, and spends it.
-func (s *Service) spendNonce(station string, nonce []byte) error {
-	if len(nonce) != NonceSize {
-		return fmt.Errorf("%w: %d bytes", ErrNonce, len(nonce))
-	}
-	head := nonce[:8+nonceRandomSize]
-	if !hmac.Equal(nonce[len(head):], s.nonceMAC(station, head)) {
-		return fmt.Errorf("%w: not issued by this service to station %q", ErrNonce, station)
-	}
-	w, cur := binary.BigEndian.Uint64(nonce), s.window()
-	if w != cur && w+1 != cur {
-		return fmt.Errorf("%w: expired", ErrNonce)
-	}
-	var r [nonceRandomSize]byte
-	copy(r[:], nonce[8:])
-	c := &s.nonces
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.used[r]; ok {
-		return fmt.Errorf("%w: already used", ErrNonce)
-	}
-	if c.reaped != cur || len(c.used) >= c.max {
-		deleteExpired(c.used, cur)
-		c.reaped = cur
-	}
-	if len(c.used) >= c.max {
-		return fmt.Errorf("%w: too many nonces in use", ErrNonce)
-	}
-	c.used[r] = w
-	return nil
-}
-
-func deleteExpired(m map[[nonceRandomSize]byte]uint64, cur uint64) {
-	for k, w := range m {
-		if w+1 < cur {
-			delete(m, k)
+func (s *Service) spendNonce(station string, n []byte) error {
+	if err := s.nonces.Spend(n, []byte(station)); err != nil {
+		if errors.Is(err, nonce.ErrInvalid) {
+			return fmt.Errorf("%w: not issued by this service to station %q", ErrNonce, station)
 		}
+		return fmt.Errorf("%w: %v", ErrNonce, err)
 	}
+	return nil
 }
 
 func (s *Service) refuse(station string, req *Request, err error) error {

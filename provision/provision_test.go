@@ -16,6 +16,7 @@ import (
 	"github.com/rootline/rootline/ca"
 	"github.com/rootline/rootline/ca/catest"
 	"github.com/rootline/rootline/device"
+	"github.com/rootline/rootline/internal/nonce"
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/boot"
 	"github.com/rootline/rootline/pluton/boot/boottest"
@@ -541,7 +542,11 @@ func TestNonceCacheBound(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		e := newEnvOn(t, open)
-		e.svc.nonces.max = 2
+		var err error
+		if e.svc.nonces, err = nonce.New(&nonce.Config{Key: bytes.Repeat([]byte{9}, 32), Label: nonceLabel,
+			Lifetime: DefaultNonceLifetime, MaxEntries: 2, Now: e.svc.now}); err != nil {
+			t.Fatal(err)
+		}
 		var ns [][]byte
 		for range 3 {
 			n, err := e.svc.Nonce(ctx, e.station)
@@ -564,8 +569,8 @@ func TestNonceCacheBound(t *testing.T) {
 		if err := e.svc.spendNonce("st-1", n); err != nil {
 			t.Fatal(err)
 		}
-		if len(e.svc.nonces.used) != 1 {
-			t.Fatalf("cache holds %d nonces", len(e.svc.nonces.used))
+		if e.svc.nonces.Len() != 1 {
+			t.Fatalf("cache holds %d nonces", e.svc.nonces.Len())
 		}
 	})
 }
