@@ -24,9 +24,18 @@ func FuzzNonce(f *testing.F) {
 	// with the same key and clock: valid here too.)
 	spent := map[string]bool{}
 	f.Fuzz(func(t *testing.T, nonce []byte, station string) {
+		// The station the nonce is bound to, if it is one of the two
+		// issued: the other must not be able to use it.
+		for _, other := range []string{"st-1", "st-2"} {
+			if other != station && e.svc.nonces.Check(nonce, []byte(other)) == nil && e.svc.nonces.Check(nonce, []byte(station)) == nil {
+				t.Fatalf("nonce %x valid for both %q and %q", nonce, station, other)
+			}
+		}
 		err := e.svc.spendNonce(station, nonce)
 		if err == nil {
-			if station != "st-1" || len(nonce) != NonceSize || spent[string(nonce)] {
+			// Nonces were issued to st-1 and st-2 only: one of theirs,
+			// spent by that station, once.
+			if (station != "st-1" && station != "st-2") || len(nonce) != NonceSize || spent[string(nonce)] {
 				t.Fatalf("accepted %x for %q", nonce, station)
 			}
 			spent[string(nonce)] = true
