@@ -498,15 +498,31 @@ func (s *Service) issueAndLog(ctx context.Context, station string, policy *Produ
 // (read from the untrusted evidence), the station and the product (whose
 // identity must be mode), and the evidence, which must describe the chip
 // ueid of product.
+//
+// The evidence is parsed once: evidence.Verify parses it and checks its
+// signature and chain, and the nonce it carries is spent only then. The
+// refusals and what they change are those of the documented order all the
+// same: a token that does not parse is refused before its nonce is
+// spent; one that parses but does not verify is parsed again (a refusal
+// only) to spend its nonce, and refused with ErrNonce, then
+// ErrStationNotAllowed, before ErrEvidence. A replayed nonce thus costs a
+// verification; any station can cost as much with a fresh one.
 func (s *Service) checkChip(station Station, product string, ueid, ev []byte, mode IdentityMode) (*evidence.Token, *ProductPolicy, error) {
-	// 1. The nonce, from the untrusted evidence: parsed, not yet verified.
-	// Spending it first means a nonce serves at most one attempt.
-	tok, err := evidence.Parse(ev)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrEvidence, err)
+	// 3. (computed first) The evidence: its signature by the leaf's key
+	// and its chain. The nonce Verify could compare would be read from
+	// these same bytes: it is checked by spending it below.
+	tok, verr := evidence.Verify(ev, nil)
+	if verr != nil {
+		t, err := evidence.Parse(ev)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrEvidence, err)
+		}
+		tok = t
 	}
-	nonce := tok.Claims.Nonce
-	if err := s.spendNonce(station.Name, nonce); err != nil {
+
+	// 1. The nonce, from the evidence. Spending it before any refusal
+	// below means a nonce serves at most one attempt.
+	if err := s.spendNonce(station.Name, tok.Claims.Nonce); err != nil {
 		return nil, nil, err
 	}
 
@@ -519,10 +535,9 @@ func (s *Service) checkChip(station Station, product string, ueid, ev []byte, mo
 		return nil, nil, fmt.Errorf("%w: product %q has identity %v, this request is for %v", ErrBadRequest, product, policy.Identity, mode)
 	}
 
-	// 3. The evidence.
-	tok, err = evidence.Verify(ev, &evidence.VerifyOptions{Nonce: nonce})
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrEvidence, err)
+	// 3. The evidence verified, and describes the chip of the request.
+	if verr != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrEvidence, verr)
 	}
 	cl := tok.Claims
 	switch {

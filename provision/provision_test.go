@@ -422,6 +422,30 @@ func TestProvisionRefusals(t *testing.T) {
 			req.Evidence[len(req.Evidence)-1] ^= 1
 			e.refused(t, e.station, req, ErrEvidence)
 		})
+		// checkChip verifies the evidence before it spends the nonce;
+		// the refusals stay those of the documented order.
+		t.Run("tampered evidence spends its nonce", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			good := bytes.Clone(req.Evidence)
+			req.Evidence[len(req.Evidence)-1] ^= 1
+			e.refused(t, e.station, req, ErrEvidence)
+			req.Evidence = good
+			e.refused(t, e.station, req, ErrNonce)
+		})
+		t.Run("tampered evidence with a spent nonce", func(t *testing.T) {
+			req := e.request(t, d, e.station)
+			if _, err := e.svc.Provision(ctx, e.station, req); err != nil {
+				t.Fatal(err)
+			}
+			req.Evidence[len(req.Evidence)-1] ^= 1
+			e.refused(t, e.station, req, ErrNonce)
+		})
+		t.Run("tampered evidence of a station not allowed", func(t *testing.T) {
+			st := Station{Name: "st-b", Products: []string{"sku-b"}}
+			req := e.request(t, d, st)
+			req.Evidence[len(req.Evidence)-1] ^= 1
+			e.refused(t, st, req, ErrStationNotAllowed)
+		})
 		t.Run("malformed evidence", func(t *testing.T) {
 			req := e.request(t, d, e.station)
 			req.Evidence = req.Evidence[:len(req.Evidence)/2]
