@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -184,6 +185,12 @@ It prints the chips per second and the latency of one chip's provisioning
 (nonce, evidence, request, IDevID written to the chip, confirmation)
 at the 50th, 90th and 99th percentiles and the maximum, and checks that
 the registry holds --chips COMPLETE records and the log --chips leaves.
+Then, for on-chip identities, the floor the signatures alone set: the
+signatures one chip's provisioning makes and checks (the service checks
+seven, the chip makes two and checks four, the HSM makes one), timed with
+Go's crypto on every core of this machine in the same run, the CPU they
+take per chip and the chips/s they would allow if nothing else ran, and
+the ratio of the achieved rate to it.
 
 With --stepca (the default when step-ca is on PATH or in rootline's tool
 cache, where make deps builds it), a step-ca under the same root then
@@ -665,6 +672,21 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 		if left != 0 {
 			return nil, fmt.Errorf("bench: %d injected device keys left in the token after confirmation", left)
 		}
+	}
+
+	// The floor the signatures alone set, measured now on these cores.
+	if opts.Identity != provision.Injected {
+		fmt.Fprintf(prog, "bench: measuring Go's raw signature rates on %d cores\n", runtime.GOMAXPROCS(0))
+		dice := opts.DeviceIDAlg
+		if dice == pluton.AlgorithmUnknown {
+			dice = pluton.ECDSAP256 // the chips' default
+		}
+		work := onChipSignatures(dice, pluton.ECDSAP256, hsmToPluton(opts.RootAlg))
+		costs, err := measureSigCosts(work, 300*time.Millisecond)
+		if err != nil {
+			return nil, err
+		}
+		printFloor(out, "chip", work, costs, float64(result.Chips)/result.Elapsed.Seconds())
 	}
 
 	// 6. step-ca, under the same root.

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"regexp"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/rootline/rootline/hsm"
 	"github.com/rootline/rootline/internal/testdep"
+	"github.com/rootline/rootline/pluton"
 )
 
 func TestPercentile(t *testing.T) {
@@ -43,6 +45,28 @@ func TestBenchProvisionEd25519Chips(t *testing.T) {
 	out, _ := runBenchForTest(t, "--stepca=false", "--deviceid-alg", "ed25519", "--root-alg", "p256")
 	if !bytes.Contains(out, []byte("chips' DICE keys ed25519")) {
 		t.Errorf("output:\n%s", out)
+	}
+	// The floor counts the chips' own algorithm, and the root's.
+	if !bytes.Contains(out, []byte("service: 6 ed25519 verif., 1 p256 verif.; chip: 2 ed25519 sign., 2 ed25519 verif., 2 p256 verif.; hsm: 1 p256 sign.")) {
+		t.Errorf("no floor line with the chips' work:\n%s", out)
+	}
+}
+
+func TestSignatureFloor(t *testing.T) {
+	work := onChipSignatures(pluton.Ed25519, pluton.ECDSAP256, pluton.ECDSAP384)
+	costs := sigCosts{pluton.Ed25519: {20 * time.Microsecond, 50 * time.Microsecond}, pluton.ECDSAP256: {40 * time.Microsecond, 80 * time.Microsecond},
+		pluton.ECDSAP384: {0, 300 * time.Microsecond}}
+	cpu, most := costs.floor(work)
+	// 8 Ed25519 verifications, 2 P-256 ones, 1 P-384 one; 2 Ed25519 and 1 P-256 signatures.
+	want := 8*50*time.Microsecond + 2*80*time.Microsecond + 300*time.Microsecond + 2*20*time.Microsecond + 40*time.Microsecond
+	if cpu != want {
+		t.Errorf("floor = %s, want %s", cpu, want)
+	}
+	if got := float64(runtime.GOMAXPROCS(0)) / want.Seconds(); most != got {
+		t.Errorf("at most %f/s, want %f", most, got)
+	}
+	if _, _, err := rawSigner(pluton.MLDSA65); err == nil {
+		t.Error("rawSigner(ML-DSA-65): no error")
 	}
 }
 
