@@ -43,10 +43,12 @@ func (c *SQLiteConfig) Validate() error {
 // SQLite is the Store in one SQLite file (WAL mode).
 //
 // Writes go through one goroutine that gathers those waiting into one
-// transaction (group commit: one fsync for many verdicts); each runs in
-// its own SAVEPOINT, so a write refused with ErrRollback rolls back alone.
-// A write's result is returned only after COMMIT. Reads use a pool of
-// read-only connections alongside.
+// transaction (group commit: one fsync for many verdicts, prepared
+// statements). A write refused with ErrRollback writes nothing and fails
+// alone; a write whose statement fails has the batch written again with
+// each write in its own SAVEPOINT, so that it fails alone too. A write's
+// result is returned only after COMMIT (synchronous=FULL: durable).
+// Reads use a pool of read-only connections alongside.
 //
 // The accepted state of recently seen devices is also kept in memory (a
 // bounded LRU, updated on COMMIT), since Verify reads it on every
@@ -235,16 +237,34 @@ func (s *SQLite) writer() {
 	}
 }
 
+// commit writes a batch in one transaction and reports each write's
+// result. A write refused by the rollback check writes nothing (the check
+// reads the database, in the transaction, before the write's first
+// statement), so the writes need no SAVEPOINT of their own; if a statement
+// fails, the whole transaction is rolled back and the batch is written
+// again with each write in its own SAVEPOINT, so that the failing write
+// fails alone.
 func (s *SQLite) commit(batch []*sqliteWrite) {
+	if !s.commitBatch(batch, false) {
+		s.commitBatch(batch, true)
+	}
+}
+
+// commitBatch is commit's transaction, with each write in a SAVEPOINT if
+// savepoints. Without them, a failing statement rolls the transaction
+// back and commitBatch returns false without reporting anything;
+// otherwise it reports every write's result and returns true.
+func (s *SQLite) commitBatch(batch []*sqliteWrite, savepoints bool) bool {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
-	finish := func(err error) {
+	finish := func(err error) bool {
 		for i, w := range batch {
 			if err != nil {
 				errs[i] = err
 			}
 			w.done <- errs[i]
 		}
+		return true
 	}
 	// An explicit transaction on the writer's connection, so that its
 	// prepared statements (sqlstmt) are reused: a *sql.Tx would prepare
@@ -252,8 +272,7 @@ func (s *SQLite) commit(batch []*sqliteWrite) {
 	q := s.wq
 	rollback := func() { q.ExecContext(ctx, "ROLLBACK") }
 	if _, err := q.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		finish(fmt.Errorf("attest: store: %w", err))
-		return
+		return finish(fmt.Errorf("attest: store: %w", err))
 	}
 	ids := make([]int64, len(batch))
 	for i, w := range batch {
@@ -261,29 +280,34 @@ func (s *SQLite) commit(batch []*sqliteWrite) {
 			errs[i] = err
 			continue
 		}
+		if !savepoints {
+			var failed bool
+			ids[i], failed, errs[i] = s.write(ctx, q, w.v)
+			if failed {
+				rollback()
+				return false
+			}
+			continue
+		}
 		if _, err := q.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 			rollback()
-			finish(fmt.Errorf("attest: store: %w", err))
-			return
+			return finish(fmt.Errorf("attest: store: %w", err))
 		}
-		ids[i], errs[i] = s.write(ctx, q, w.v)
+		ids[i], _, errs[i] = s.write(ctx, q, w.v)
 		if errs[i] != nil {
 			if _, err := q.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
 				rollback()
-				finish(fmt.Errorf("attest: store: %w", err))
-				return
+				return finish(fmt.Errorf("attest: store: %w", err))
 			}
 		}
 		if _, err := q.ExecContext(ctx, "RELEASE w"); err != nil {
 			rollback()
-			finish(fmt.Errorf("attest: store: %w", err))
-			return
+			return finish(fmt.Errorf("attest: store: %w", err))
 		}
 	}
 	if _, err := q.ExecContext(ctx, "COMMIT"); err != nil {
 		rollback()
-		finish(fmt.Errorf("attest: store: %w", err))
-		return
+		return finish(fmt.Errorf("attest: store: %w", err))
 	}
 	for i, w := range batch {
 		if errs[i] == nil {
@@ -293,13 +317,18 @@ func (s *SQLite) commit(batch []*sqliteWrite) {
 			}
 		}
 	}
-	finish(nil)
+	return finish(nil)
 }
 
-func (s *SQLite) write(ctx context.Context, tx *sqlstmt.Cache, v *Verdict) (int64, error) {
+// write writes one verdict in the transaction: the rollback check, then
+// the verdict and the new state. A write the check refuses (err wraps
+// ErrRollback) or that cannot be encoded has written nothing; failed says
+// that a statement failed after the check, which may have left part of
+// the write.
+func (s *SQLite) write(ctx context.Context, tx *sqlstmt.Cache, v *Verdict) (id int64, failed bool, err error) {
 	reasons, err := json.Marshal(nonNil(v.Reasons))
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	var accepted []byte
 	if v.Accepted != nil {
@@ -308,38 +337,37 @@ func (s *SQLite) write(ctx context.Context, tx *sqlstmt.Cache, v *Verdict) (int6
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
-			return 0, fmt.Errorf("attest: store: %w", err)
+			return 0, true, fmt.Errorf("attest: store: %w", err)
 		default:
 			var prev DeviceState
 			if err := json.Unmarshal(old, &prev); err != nil {
-				return 0, fmt.Errorf("attest: store: device state: %w", err)
+				return 0, false, fmt.Errorf("attest: store: device state: %w", err)
 			}
 			if why := v.Accepted.Below(&prev); why != "" {
-				return 0, fmt.Errorf("%w: %s", ErrRollback, why)
+				return 0, false, fmt.Errorf("%w: %s", ErrRollback, why)
 			}
 		}
 		if accepted, err = json.Marshal(v.Accepted); err != nil {
-			return 0, err
+			return 0, false, err
 		}
 	}
 	res, err := tx.ExecContext(ctx,
 		"INSERT INTO verdicts (ueid, time, status, reasons, product, release, accepted) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		v.UEID, v.Time.UnixNano(), string(v.Status), string(reasons), v.Product, v.Release, nullString(accepted))
 	if err != nil {
-		return 0, fmt.Errorf("attest: store: %w", err)
+		return 0, true, fmt.Errorf("attest: store: %w", err)
 	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, fmt.Errorf("attest: store: %w", err)
+	if id, err = res.LastInsertId(); err != nil {
+		return 0, true, fmt.Errorf("attest: store: %w", err)
 	}
 	if accepted != nil {
 		if _, err := tx.ExecContext(ctx,
 			"INSERT INTO device_state (ueid, state, verdict) VALUES (?, ?, ?) ON CONFLICT (ueid) DO UPDATE SET state = excluded.state, verdict = excluded.verdict",
 			v.UEID, string(accepted), id); err != nil {
-			return 0, fmt.Errorf("attest: store: %w", err)
+			return 0, true, fmt.Errorf("attest: store: %w", err)
 		}
 	}
-	return id, nil
+	return id, false, nil
 }
 
 func nonNil(r []Reason) []Reason {
