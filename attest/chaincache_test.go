@@ -1,8 +1,11 @@
 package attest
 
 import (
+	"crypto"
 	"errors"
 	"testing"
+
+	"github.com/rootline/rootline/pluton/measure"
 )
 
 // TestChainCacheCertificates: from a device's second attestation on, its
@@ -63,5 +66,74 @@ func TestChainCacheCertificates(t *testing.T) {
 	}
 	if e.v.diceCache.len() != 2 {
 		t.Fatalf("%d chains cached", e.v.diceCache.len())
+	}
+}
+
+// TestChainCacheEventLog: the event log of a chain's last verified token
+// is kept with the chain and reused, replay included, by the next token
+// with the same log bytes; a token whose registers that log does not
+// reproduce is still refused, and a token with another log has it parsed.
+func TestChainCacheEventLog(t *testing.T) {
+	e := newEnv(t, &envOptions{memoryStore: true})
+	s := e.newSynth()
+	regs, err := measure.New(crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := regs.Measure(1, measure.EVIPL, []byte("image"), []byte("layer 1")); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := regs.Value(crypto.SHA256, 1)
+	logBytes, err := regs.Log().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.claims.EventLog = logBytes
+	s.claims.Registers = map[crypto.Hash]map[int][]byte{crypto.SHA256: {1: good}}
+	verify := func() (*Verified, error) {
+		t.Helper()
+		n, err := e.v.Nonce(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.v.Verify(e.ctx, &Request{Evidence: s.sign(t, n, s.chain)})
+	}
+	first, err := verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, ok := e.v.diceCache.get(chainKey(rawChain(first.Chain())))
+	if !ok || entry.log.Load() != first.tok.Log || !first.tok.Log.ParsedFrom(logBytes) {
+		t.Fatal("the verified token's event log is not kept with its chain")
+	}
+	second, err := verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.tok.Log != first.tok.Log {
+		t.Fatal("the event log was parsed again")
+	}
+	// Registers the same log does not reproduce: refused.
+	s.claims.Registers = map[crypto.Hash]map[int][]byte{crypto.SHA256: {1: make([]byte, 32)}}
+	var refusal *Error
+	if _, err := verify(); !errors.As(err, &refusal) || refusal.Reason.Code != CodeEventLog {
+		t.Fatalf("registers the log does not reproduce: %v", err)
+	}
+	// Another log: parsed, verified, and kept in place of the first.
+	if err := regs.Measure(2, measure.EVIPL, []byte("image 2"), []byte("layer 2")); err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := regs.Value(crypto.SHA256, 1)
+	v2, _ := regs.Value(crypto.SHA256, 2)
+	if s.claims.EventLog, err = regs.Log().MarshalBinary(); err != nil {
+		t.Fatal(err)
+	}
+	s.claims.Registers = map[crypto.Hash]map[int][]byte{crypto.SHA256: {1: v1, 2: v2}}
+	third, err := verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.tok.Log == first.tok.Log || entry.log.Load() != third.tok.Log {
+		t.Fatal("another log was not parsed, or not kept")
 	}
 }

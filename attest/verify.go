@@ -503,6 +503,12 @@ type diceEntry struct {
 	// is their digest) use it rather than parsing them again. Shared,
 	// never modified.
 	chain []*x509.Certificate
+	// log is the event log of the last token of this chain that verified
+	// (measure.ParseLog's, shared, never modified): a device sends the same
+	// log at every attestation of a boot, which the parse then takes from
+	// here (evidence.ParseOptions.EventLog, only if it is byte for byte the
+	// token's), with its replay, which a parsed log computes once.
+	log *atomic.Pointer[measure.Log]
 }
 
 // idEntry is an IDevID chain verified to the roots.
@@ -759,12 +765,19 @@ func (v *Verifier) checkTPM(tok *evidence.Token, rec *DeviceRecord) *Error {
 // token's.
 func (v *Verifier) verifyToken(b []byte) (*evidence.Token, error) {
 	var hit []*x509.Certificate
+	var lastLog *atomic.Pointer[measure.Log]
 	tok, err := evidence.ParseWithOptions(b, &evidence.ParseOptions{
 		Certificates: func(ders [][]byte) []*x509.Certificate {
 			if e, ok := v.diceCache.get(chainKey(ders)); ok {
-				hit = e.chain
+				hit, lastLog = e.chain, e.log
 			}
 			return hit
+		},
+		EventLog: func([]byte) *measure.Log {
+			if lastLog == nil {
+				return nil
+			}
+			return lastLog.Load()
 		},
 	})
 	if err != nil {
@@ -779,6 +792,9 @@ func (v *Verifier) verifyToken(b []byte) (*evidence.Token, error) {
 			if err := tok.Log.Verify(tok.Claims.Registers); err != nil {
 				return nil, refuse(CodeEventLog, err, "the event log does not reproduce the registers")
 			}
+			if lastLog != nil && lastLog.Load() != tok.Log {
+				lastLog.Store(tok.Log)
+			}
 		}
 		return tok, nil
 	}
@@ -789,7 +805,11 @@ func (v *Verifier) verifyToken(b []byte) (*evidence.Token, error) {
 	if len(tok.Chain) < 2 || !bytes.Equal(last.RawIssuer, last.RawSubject) {
 		return nil, refuse(CodeChain, nil, "the DICE chain does not end with the self-signed DeviceID certificate (a missing link?)")
 	}
-	v.diceCache.put(chainKey(rawChain(tok.Chain)), diceEntry{deviceID: last.PublicKey, chain: slices.Clone(tok.Chain)})
+	e := diceEntry{deviceID: last.PublicKey, chain: slices.Clone(tok.Chain), log: new(atomic.Pointer[measure.Log])}
+	if tok.Log != nil {
+		e.log.Store(tok.Log)
+	}
+	v.diceCache.put(chainKey(rawChain(tok.Chain)), e)
 	return tok, nil
 }
 

@@ -116,6 +116,53 @@ type bootState struct {
 	// (forgetKeys). Nil until the first attestation, and on a TPM.
 	evidence *evidence.TokenSigner
 	alias    crypto.Signer
+	// claims are the claims of this boot's evidence that stay as they are
+	// for the whole boot (made from log and manifests, which do not
+	// change once booted): made at the first attestation and kept, so
+	// that later ones do not replay and encode the log again. Nil until
+	// then, and on a TPM.
+	claims *bootClaims
+}
+
+// bootClaims are the claims of a boot's evidence fixed for the boot: the
+// event log, the register values it replays to, and the layers. They are
+// shared by the claims sets of the boot's attestations and never modified.
+type bootClaims struct {
+	eventLog  []byte
+	registers map[crypto.Hash]map[int][]byte
+	layers    []evidence.Measurement
+}
+
+// bootClaims returns st.claims, making them at the first call: the log
+// replayed (measure.Restore; it is the device's own, from its RAM or from
+// storage checked against the boot record's digest when loaded), the used
+// registers of each bank, the log encoded, the layers' measurements.
+func (st *bootState) bootClaims() (*bootClaims, error) {
+	if st.claims != nil {
+		return st.claims, nil
+	}
+	regs, err := measure.Restore(st.log)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBootState, err)
+	}
+	logBytes, err := st.log.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	c := &bootClaims{eventLog: logBytes, registers: map[crypto.Hash]map[int][]byte{}, layers: st.measurements()}
+	used := usedRegisters()
+	for _, bank := range regs.Banks() {
+		c.registers[bank] = map[int][]byte{}
+		for _, r := range used {
+			v, err := regs.Value(bank, r)
+			if err != nil {
+				return nil, err
+			}
+			c.registers[bank][r] = v
+		}
+	}
+	st.claims = c
+	return c, nil
 }
 
 // forgetKeys drops the current boot's Alias key, wiping what of it can be
@@ -770,7 +817,6 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 	if d.tpm != nil {
 		return d.attestTPM(ctx, st, nonce)
 	}
-	lg := st.log
 	// The chip refuses to derive once its keys are unusable (a lifecycle
 	// past them); the Alias key kept from this boot's derivation is then
 	// dropped and refused alike.
@@ -795,37 +841,24 @@ func (d *Device) Attest(ctx context.Context, nonce []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	regs, err := measure.Restore(lg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBootState, err)
-	}
-	logBytes, err := lg.MarshalBinary()
+	// The log, the registers it replays to and the layers are the boot's:
+	// made once (bootClaims), shared by every claims set of the boot.
+	fixed, err := st.bootClaims()
 	if err != nil {
 		return nil, err
 	}
 	claims := &evidence.Claims{
 		Nonce: nonce, UEID: id.UEID, Product: product, Lifecycle: lc,
-		Counters:  map[string]uint64{},
-		Registers: map[crypto.Hash]map[int][]byte{},
-		EventLog:  logBytes,
+		Counters:  make(map[string]uint64, len(counters)),
+		Registers: fixed.registers,
+		EventLog:  fixed.eventLog,
+		Layers:    fixed.layers,
 	}
 	for _, c := range counters {
 		if c.Compartment == pluton.SecurityMonitor {
 			claims.Counters[c.Name] = c.Value
 		}
 	}
-	used := usedRegisters()
-	for _, bank := range regs.Banks() {
-		claims.Registers[bank] = map[int][]byte{}
-		for _, r := range used {
-			v, err := regs.Value(bank, r)
-			if err != nil {
-				return nil, err
-			}
-			claims.Registers[bank][r] = v
-		}
-	}
-	claims.Layers = st.measurements()
 	return signer.Sign(nil, claims)
 }
 

@@ -160,7 +160,13 @@ var (
 
 // validate checks c against the profile's rules and limits and returns
 // its event log parsed (nil if it has none). Errors are *VerifyError.
-func (c *Claims) validate() (*measure.Log, error) {
+func (c *Claims) validate() (*measure.Log, error) { return c.check(nil) }
+
+// check is validate, except that the event log is first asked of parsed,
+// if not nil: a Log it returns that measure.ParseLog made from exactly
+// c.EventLog (measure.Log.ParsedFrom) is the Log parsing would give, and
+// is returned without parsing again.
+func (c *Claims) check(parsed func([]byte) *measure.Log) (*measure.Log, error) {
 	if c == nil {
 		return nil, malformed("no claims")
 	}
@@ -222,6 +228,11 @@ func (c *Claims) validate() (*measure.Log, error) {
 	}
 	if len(c.Registers) == 0 {
 		return nil, malformed("event log without register values to replay it against")
+	}
+	if parsed != nil {
+		if l := parsed(c.EventLog); l.ParsedFrom(c.EventLog) {
+			return l, nil
+		}
 	}
 	l, err := measure.ParseLog(c.EventLog)
 	if err != nil {
@@ -303,8 +314,16 @@ func validateLayers(layers []Measurement) error {
 
 // encodeClaims validates c and encodes it as the payload of a token.
 func encodeClaims(c *Claims) ([]byte, error) {
-	if _, err := c.validate(); err != nil {
-		return nil, err
+	b, _, err := encodeChecked(c, nil)
+	return b, err
+}
+
+// encodeChecked is encodeClaims, with c.check(parsed) as its validation;
+// it also returns the event log parsed.
+func encodeChecked(c *Claims, parsed func([]byte) *measure.Log) ([]byte, *measure.Log, error) {
+	l, err := c.check(parsed)
+	if err != nil {
+		return nil, nil, err
 	}
 	dbg := debugStatus(c.Lifecycle)
 	w := claimsWire{
@@ -351,14 +370,15 @@ func encodeClaims(c *Claims) ([]byte, error) {
 	}
 	b, err := claimsEncMode.Marshal(&w)
 	if err != nil {
-		return nil, fmt.Errorf("evidence: encoding claims: %w", err)
+		return nil, nil, fmt.Errorf("evidence: encoding claims: %w", err)
 	}
-	return b, nil
+	return b, l, nil
 }
 
-// decodeClaims decodes and checks an untrusted claims set. Errors are
+// decodeClaims decodes and checks an untrusted claims set, its event log
+// asked of parsed first (see check; parsed may be nil). Errors are
 // *VerifyError.
-func decodeClaims(payload []byte) (*Claims, *measure.Log, error) {
+func decodeClaims(payload []byte, parsed func([]byte) *measure.Log) (*Claims, *measure.Log, error) {
 	var w claimsWire
 	if err := claimsDecMode.Unmarshal(payload, &w); err != nil {
 		return nil, nil, cborError(err)
@@ -437,7 +457,7 @@ func decodeClaims(payload []byte) (*Claims, *measure.Log, error) {
 		}
 		c.TPMQuote = &TPMQuote{Attest: q.Attest, Signature: q.Signature, Bank: h, PCRs: pcrs}
 	}
-	l, err := c.validate()
+	l, err := c.check(parsed)
 	if err != nil {
 		return nil, nil, err
 	}

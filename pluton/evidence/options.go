@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 
 	"github.com/rootline/rootline/pluton"
 	"github.com/rootline/rootline/pluton/internal/cose"
+	"github.com/rootline/rootline/pluton/measure"
 )
 
 // ParseOptions change how [ParseWithOptions] parses a token. The zero
@@ -28,12 +30,22 @@ type ParseOptions struct {
 	// as they are, and nothing may modify them. ders is the token's own
 	// memory: Certificates must not keep or modify it.
 	Certificates func(ders [][]byte) []*x509.Certificate
+	// EventLog, if not nil, is asked for the parsed event log of a claims
+	// set before it is parsed: b is the event log claim (the token's own
+	// memory: EventLog must not keep or modify it). It returns a Log that
+	// measure.ParseLog gave earlier (a verifier remembers the last log of
+	// each chain it verified), or nil to have b parsed. The Log it returns
+	// is used only if it was parsed from exactly b (measure.Log.ParsedFrom);
+	// otherwise b is parsed as Parse does. It is shared: a parsed Log is
+	// never modified.
+	EventLog func(b []byte) *measure.Log
 }
 
 // ParseWithOptions is [Parse] with options: it checks and refuses exactly
 // what Parse does, and returns the same Token, except that with
-// opts.Certificates the x5chain's certificates may come from an earlier
-// parse of the same bytes rather than from parsing them again.
+// opts.Certificates the x5chain's certificates, and with opts.EventLog the
+// event log, may come from an earlier parse of the same bytes rather than
+// from parsing them again.
 func ParseWithOptions(b []byte, opts *ParseOptions) (*Token, error) {
 	return parse(b, opts)
 }
@@ -71,6 +83,10 @@ type TokenSigner struct {
 	signer crypto.Signer
 	alg    pluton.Algorithm
 	chain  [][]byte
+	// log is the last event log Sign parsed and accepted: the claims sets
+	// of one boot carry the same log, which is then not parsed again (a
+	// parse is a function of the bytes alone, measure.Log.ParsedFrom).
+	log atomic.Pointer[measure.Log]
 }
 
 // NewTokenSigner checks signer and chain as [Sign] does (chain: 1 to
@@ -97,9 +113,13 @@ func NewTokenSigner(signer crypto.Signer, alg pluton.Algorithm, chain [][]byte) 
 // and the signature is checked before Sign returns. rand is passed to the
 // signer.
 func (s *TokenSigner) Sign(rand io.Reader, c *Claims) ([]byte, error) {
-	payload, err := encodeClaims(c)
+	last := s.log.Load()
+	payload, log, err := encodeChecked(c, func([]byte) *measure.Log { return last })
 	if err != nil {
 		return nil, invalid(err)
+	}
+	if log != nil && log != last {
+		s.log.Store(log)
 	}
 	return signPayload(rand, s.signer, s.alg, payload, len(c.EventLog), s.chain)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rootline/rootline/internal/benchratio"
 	"github.com/rootline/rootline/pluton"
+	"github.com/rootline/rootline/pluton/measure"
 )
 
 // chainCache is a test ParseOptions.Certificates: the chains of earlier
@@ -163,6 +164,92 @@ func TestParseWithOptions(t *testing.T) {
 	})
 }
 
+// TestParseWithOptionsEventLog: the event log the hook gives is used only
+// if it was parsed from exactly the token's event log; the token is the
+// same either way, and what Parse refuses is refused alike.
+func TestParseWithOptionsEventLog(t *testing.T) {
+	p := newPKI(t, pluton.ECDSAP256, 23)
+	c := testClaims(t)
+	tok := p.sign(t, c)
+	want, err := Parse(tok)
+	if err != nil || want.Log == nil {
+		t.Fatalf("%v, log %v", err, want.Log)
+	}
+	otherLog, err := measure.ParseLog(c.EventLog[:len(c.EventLog):len(c.EventLog)])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBytes := otherLog // parsed from the same bytes: usable
+	made, err := measure.Restore(want.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		hook *measure.Log
+		used bool
+	}{
+		"same bytes":  {sameBytes, true},
+		"nil":         {nil, false},
+		"not parsed":  {made.Log(), false},
+		"another log": {mustParseLog(t, marshalLog(t, made, []byte("extra"))), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			asked := 0
+			got, err := ParseWithOptions(tok, &ParseOptions{EventLog: func(b []byte) *measure.Log {
+				asked++
+				if !bytes.Equal(b, c.EventLog) {
+					t.Errorf("asked for another log")
+				}
+				return tc.hook
+			}})
+			if err != nil || !sameToken(got, want) {
+				t.Fatal(err)
+			}
+			if asked != 1 || (got.Log == tc.hook) != tc.used {
+				t.Fatalf("asked %d times, hook's log used: %v", asked, got.Log == tc.hook)
+			}
+			if !got.Log.ParsedFrom(c.EventLog) {
+				t.Fatal("the token's log is not its event log's")
+			}
+		})
+	}
+	t.Run("refusals", func(t *testing.T) {
+		opts := &ParseOptions{EventLog: func([]byte) *measure.Log { return want.Log }}
+		for i, s := range fuzzSeeds(t) {
+			w, werr := Parse(s)
+			got, err := ParseWithOptions(s, opts)
+			if (werr == nil) != (err == nil) || werr != nil && err.Error() != werr.Error() {
+				t.Fatalf("seed %d: %v, Parse: %v", i, err, werr)
+			}
+			if err == nil && !sameToken(got, w) {
+				t.Fatalf("seed %d: another token", i)
+			}
+		}
+	})
+}
+
+// marshalLog is the log of r with one more event.
+func marshalLog(t *testing.T, r *measure.Registers, data []byte) []byte {
+	t.Helper()
+	if err := r.Measure(9, measure.EVEventTag, data, []byte{1, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.Log().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustParseLog(t *testing.T, b []byte) *measure.Log {
+	t.Helper()
+	l, err := measure.ParseLog(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func slicesContainsPtr(s []*x509.Certificate, c *x509.Certificate) bool {
 	for _, x := range s {
 		if x == c {
@@ -207,6 +294,19 @@ func TestTokenSigner(t *testing.T) {
 			_, err2 := Sign(rand.Reader, p.key, alg, bad, p.chain)
 			if err1 == nil || err2 == nil || err1.Error() != err2.Error() || !errors.Is(err1, pluton.ErrInvalidArgument) {
 				t.Fatalf("%v, Sign: %v", err1, err2)
+			}
+			// A malformed event log after the good one it remembers is
+			// parsed, and refused as Sign refuses it.
+			bad = testClaims(t)
+			bad.EventLog = bytes.Clone(bad.EventLog)
+			bad.EventLog[0] ^= 1
+			_, err1 = ts.Sign(rand.Reader, bad)
+			_, err2 = Sign(rand.Reader, p.key, alg, bad, p.chain)
+			if err1 == nil || err2 == nil || err1.Error() != err2.Error() {
+				t.Fatalf("malformed event log: %v, Sign: %v", err1, err2)
+			}
+			if _, err := ts.Sign(rand.Reader, c); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/rootline/rootline/pluton/internal/cose"
+	"github.com/rootline/rootline/pluton/measure"
 )
 
 // Parse parses a token without checking its signature or its chain. b is
@@ -69,7 +70,11 @@ func parse(b []byte, opts *ParseOptions) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	claims, log, err := decodeClaims(m.Payload)
+	var parsedLog func([]byte) *measure.Log
+	if opts != nil {
+		parsedLog = opts.EventLog
+	}
+	claims, log, err := decodeClaims(m.Payload, parsedLog)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Log is an event log: the banks it records, declared in its Spec ID header
@@ -19,6 +20,15 @@ type Log struct {
 	hdr    specID
 	banks  []crypto.Hash
 	events []Event
+	// raw, for a Log from ParseLog, is a copy of the bytes it was parsed
+	// from; the events' digests and data are slices of it. Nil for a Log
+	// made otherwise, which Registers may still extend: only a parsed Log
+	// is known never to change.
+	raw []byte
+	// replayed, for a parsed Log, is what Replay computes, once: a
+	// parsed Log is never modified, so neither is its replay. Shared, never
+	// modified.
+	replayed atomic.Pointer[map[crypto.Hash][][]byte]
 }
 
 // specID holds the fields of the TCG_EfiSpecIDEvent (PFP §10.4.5.1) other
@@ -97,6 +107,15 @@ func (l *Log) Events() []Event {
 	return out
 }
 
+// ParsedFrom reports whether l was made by [ParseLog] from exactly the
+// bytes b: a caller that kept the Log of an earlier parse can use it in
+// place of parsing b again, which would give the same Log.
+func (l *Log) ParsedFrom(b []byte) bool {
+	return l != nil && l.raw != nil && bytes.Equal(l.raw, b)
+}
+
+// clone returns a deep copy of l, which is not a parsed Log (no raw): the
+// copy in Registers is extended.
 func (l *Log) clone() *Log {
 	c := &Log{hdr: l.hdr, banks: slices.Clone(l.banks)}
 	c.hdr.vendorInfo = bytes.Clone(l.hdr.vendorInfo)
@@ -297,8 +316,14 @@ func ParseLog(b []byte) (*Log, error) {
 		return nil, &ParseError{Record: -1, Reason: ErrTooLarge,
 			Detail: fmt.Sprintf("%d bytes (MaxLogSize is %d)", len(b), MaxLogSize)}
 	}
-	r := &reader{b: b}
-	l := &Log{}
+	// The events' digests and data are slices of one copy of b, kept as
+	// l.raw: one allocation rather than two per record.
+	raw := bytes.Clone(b)
+	if raw == nil {
+		raw = []byte{}
+	}
+	r := &reader{b: raw}
+	l := &Log{raw: raw}
 	if !parseHeader(r, l) {
 		return nil, r.err
 	}
@@ -417,7 +442,7 @@ func parseHeader(r *reader, l *Log) bool {
 		return false
 	}
 	if vendorInfoSize > 0 {
-		l.hdr.vendorInfo = bytes.Clone(r.bytes(vendorInfoSize, "vendorInfo"))
+		l.hdr.vendorInfo = clip(r.bytes(vendorInfoSize, "vendorInfo"))
 	}
 	return r.err == nil
 }
@@ -474,7 +499,7 @@ func parseRecord(r *reader, banks []crypto.Hash) (Event, bool) {
 		if r.err != nil {
 			return e, false
 		}
-		e.Digests[h] = bytes.Clone(d)
+		e.Digests[h] = clip(d)
 	}
 	size := r.u32("EventSize")
 	if r.err != nil {
@@ -489,7 +514,7 @@ func parseRecord(r *reader, banks []crypto.Hash) (Event, bool) {
 	if r.err != nil {
 		return e, false
 	}
-	e.Data = bytes.Clone(data)
+	e.Data = clip(data)
 	if digestOfData(typ) {
 		if err := checkDataDigests(banks, &e); err != nil {
 			r.fail(ErrDigest, "%s", strings.TrimPrefix(err.Error(), "measure: bad event digests: "))
@@ -498,6 +523,10 @@ func parseRecord(r *reader, banks []crypto.Hash) (Event, bool) {
 	}
 	return e, true
 }
+
+// clip returns b with its capacity cut to its length: a slice of a parsed
+// Log's raw bytes that an append could not write past.
+func clip(b []byte) []byte { return b[:len(b):len(b)] }
 
 func allZero(b []byte) bool {
 	for _, c := range b {
@@ -513,6 +542,28 @@ func allZero(b []byte) bool {
 // register (TPM 2.0 Part 1, "Extend of a PCR"). The values of an untrusted
 // log mean nothing until compared with trusted ones ([Log.Verify]).
 func (l *Log) Replay() (map[crypto.Hash][][]byte, error) {
+	return l.replay()
+}
+
+// values returns what Replay does, without copying it for a parsed Log,
+// whose replay is computed once and kept: the result must not be modified.
+func (l *Log) values() (map[crypto.Hash][][]byte, error) {
+	if l.raw == nil {
+		return l.replay()
+	}
+	if v := l.replayed.Load(); v != nil {
+		return *v, nil
+	}
+	v, err := l.replay()
+	if err != nil {
+		return nil, err
+	}
+	l.replayed.Store(&v)
+	return v, nil
+}
+
+// replay computes Replay's result.
+func (l *Log) replay() (map[crypto.Hash][][]byte, error) {
 	if err := checkBanks(l.banks); err != nil {
 		return nil, fmt.Errorf("measure: replaying a log without valid banks: %w", err)
 	}
@@ -584,7 +635,7 @@ func (l *Log) Verify(want map[crypto.Hash]map[int][]byte) error {
 	if n == 0 {
 		return errors.New("measure: Verify: no register values to compare")
 	}
-	got, err := l.Replay()
+	got, err := l.values()
 	if err != nil {
 		return err
 	}
