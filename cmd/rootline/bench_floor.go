@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -8,8 +10,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"runtime"
 	"slices"
 	"strings"
@@ -222,4 +229,111 @@ func hsmToPluton(a hsm.Algorithm) pluton.Algorithm {
 		return pluton.Ed25519
 	}
 	return pluton.AlgorithmUnknown
+}
+
+// attestSignatures lists the signatures one attestation makes and checks
+// with the verifier's chain caches warm: the verifier checks the
+// evidence's signature by the Alias key and signs the EAR (ES256); the
+// device signs the evidence and checks the signature it made, against
+// faults. The Alias key is derived once per boot, not per attestation.
+func attestSignatures(dice pluton.Algorithm) []sigWork {
+	return []sigWork{
+		{"verifier", dice, false, 1},
+		{"verifier", pluton.ECDSAP256, true, 1},
+		{"device", dice, true, 1},
+		{"device", dice, false, 1},
+	}
+}
+
+// httpsFloor measures the CPU time of one attestation's two HTTPS
+// exchanges on this machine's stack alone: a bare net/http server and
+// clients, TLS 1.3 with cert, HTTP/1.1 with a kept-alive connection per
+// client as rootline bench verify's clients have, each client asking for
+// a nonce (an empty POST, nonceSize bytes back) then posting up bytes and reading
+// down bytes back, for about d. Nothing is parsed, checked or signed.
+func httpsFloor(ctx context.Context, clients int, d time.Duration, cert tls.Certificate, roots *x509.CertPool, nonceSize, up, down int) (time.Duration, error) {
+	nonce, reply, body := make([]byte, nonceSize), make([]byte, down), make([]byte, up)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /nonce", func(w http.ResponseWriter, _ *http.Request) { w.Write(nonce) })
+	mux.HandleFunc("POST /attest", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Write(reply)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}}
+	go srv.ServeTLS(ln, "", "")
+	defer srv.Close()
+	base := "https://" + ln.Addr().String()
+
+	exchange := func(c *http.Client, req *http.Request) error {
+		res, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		if _, err := io.Copy(io.Discard, res.Body); err != nil {
+			return err
+		}
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("bench: bare HTTPS server: %s", res.Status)
+		}
+		return nil
+	}
+	var pairs atomic.Int64
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	var cpu0 cpuSample
+	var start time.Time
+	ready := make(chan struct{})
+	for i := range clients {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS13},
+			MaxIdleConnsPerHost: 1, TLSHandshakeTimeout: 10 * time.Second}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		// The connection is made before the clock starts, as bench
+		// verify's are by the untimed first attestations.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/nonce", nil)
+		if err := exchange(c, req); err != nil {
+			return 0, err
+		}
+		wg.Go(func() {
+			<-ready
+			for end := start.Add(d); time.Now().Before(end); {
+				get, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/nonce", nil)
+				post, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/attest", bytes.NewReader(body))
+				post.Header.Set("Content-Type", "application/cbor")
+				if err := exchange(c, get); err != nil {
+					errs[i] = err
+					return
+				}
+				if err := exchange(c, post); err != nil {
+					errs[i] = err
+					return
+				}
+				pairs.Add(1)
+			}
+		})
+	}
+	cpu0, start = sampleCPU("self"), time.Now()
+	close(ready)
+	wg.Wait()
+	cpu, _ := sampleCPU("self").since(cpu0)
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	n := pairs.Load()
+	if n == 0 {
+		return 0, errors.New("bench: no bare HTTPS exchange completed")
+	}
+	if cpu <= 0 {
+		cpu = time.Since(start) * time.Duration(runtime.GOMAXPROCS(0))
+	}
+	return cpu / time.Duration(n), nil
 }

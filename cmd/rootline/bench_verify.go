@@ -7,7 +7,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -28,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/rootline/rootline/attest"
@@ -75,6 +75,12 @@ type benchVerifyResult struct {
 	Latencies    []time.Duration // sorted
 	VerifyRate   float64         // raw ECDSA P-256 verifications/s, all cores
 	SignRate     float64         // raw ECDSA P-256 signatures/s, all cores
+	// HTTPS is the CPU time of one attestation's two HTTPS exchanges
+	// alone, on a bare net/http server (httpsFloor).
+	HTTPS time.Duration
+	// Ceiling is the attestations/s these cores could reach if they did
+	// nothing but the signatures and the HTTPS exchanges.
+	Ceiling float64
 }
 
 // Rate is the attestations per second.
@@ -97,20 +103,21 @@ asks a nonce, has the device sign evidence over it, posts it (CBOR) and
 checks that the answer is affirming.
 
 It prints the attestations per second and their latency (nonce to verdict)
-at the 50th, 90th and 99th percentiles and the maximum, then this machine's
-raw ECDSA P-256 rate (crypto/ecdsa, every core, about a second each for
-verify and sign) and how the attestations compare with it. With its chains
-cached the verifier checks one signature per attestation (the evidence's)
-and makes one (the EAR); the load generator, on the same machine, does the
-device's work too (the evidence signed with its Alias key and the signature
-checked; the Alias key is derived at the device's first attestation of its
-boot and kept, as the app layer of an MCU keeps it in RAM). Every
-attestation has a fresh nonce from the verifier and fresh evidence signed
-over it. Signatures are counted in verifications by their measured cost.
-
---deviceid-alg is the chips' DICE algorithm (DeviceID and Alias keys, and
-so the evidence's signature): p256 (the default), p384 or ed25519 (the
-Open Profile for DICE's default). The EAR is ES256 whatever it is.
+at the 50th, 90th and 99th percentiles and the maximum, the CPU time per
+attestation, then what bounds it on this machine, measured in the same
+run: this machine's raw ECDSA P-256 rates (crypto/ecdsa, every core) and
+the ratio of the evidence's one verification to it; the floor set by the
+signatures alone (with its chains cached the verifier checks one, the
+evidence's, and makes one, the EAR; the load generator, on the same
+cores, does the device's work too: it signs the evidence with its Alias
+key and checks that signature against faults; the Alias key is derived
+at the first attestation of a boot, not timed, as an MCU's app layer
+derives it once per boot), each timed with Go's crypto as process CPU
+per call; the floor set by the two HTTPS exchanges alone (a bare net/http
+server and as many clients, TLS 1.3, one kept-alive connection each, the
+same sizes up and down, nothing parsed); and the ceiling both floors set
+together, with the ratio of the achieved rate to it. Every attestation
+has a fresh nonce from the verifier and fresh evidence signed over it.
 
 Progress goes to stderr, results to stdout.`,
 		Args: cobra.NoArgs,
@@ -321,8 +328,10 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 	// One attestation per device first (not timed): the verifier's chain
 	// caches fill as they would in the field, where a device attests daily.
 	p = newProgress(prog, "first attestations", opts.Devices)
+	var sample *api.AttestResponse // an answer, and the size of its evidence
+	var evidenceSize int
 	for _, d := range devs {
-		if _, err := benchAttest(ctx, clients[0], d); err != nil {
+		if sample, evidenceSize, err = benchAttest(ctx, clients[0], d); err != nil {
 			p.done()
 			return nil, err
 		}
@@ -367,7 +376,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 					return
 				}
 				d := devs[i%len(devs)]
-				if _, err := benchAttest(ctx, clients[w], d); err != nil {
+				if _, _, err := benchAttest(ctx, clients[w], d); err != nil {
 					errs[w] = err
 					cancel()
 					return
@@ -394,9 +403,32 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 		return nil, errors.New("bench: no attestation completed")
 	}
 
-	// 6. The raw signature rates of this machine.
-	fmt.Fprintf(prog, "bench: measuring raw ECDSA P-256 on %d cores\n", runtime.GOMAXPROCS(0))
-	res.VerifyRate, res.SignRate = ecdsaRates(time.Second)
+	// 6. The floors: what the signatures alone, and the two HTTPS
+	// exchanges alone, cost on this machine, measured now.
+	fmt.Fprintf(prog, "bench: measuring Go's raw signature costs and bare HTTPS on %d cores\n", runtime.GOMAXPROCS(0))
+	work := attestSignatures(alg)
+	// (Shorter for short runs: a test's.)
+	costs, err := measureSigCosts(append(work, sigWork{Alg: pluton.ECDSAP256}), min(500*time.Millisecond, opts.Duration/4))
+	if err != nil {
+		return nil, err
+	}
+	sigCPU, _ := costs.floor(work)
+	cores := float64(runtime.GOMAXPROCS(0))
+	res.VerifyRate, res.SignRate = cores/costs[pluton.ECDSAP256][1].Seconds(), cores/costs[pluton.ECDSAP256][0].Seconds()
+	up, err := cbor.Marshal(&api.AttestRequest{Evidence: make([]byte, evidenceSize)})
+	if err != nil {
+		return nil, err
+	}
+	down, err := cbor.Marshal(sample)
+	if err != nil {
+		return nil, err
+	}
+	const nonceReply = 48 // {1: nonce} with a 32-byte nonce, and room
+	res.HTTPS, err = httpsFloor(ctx, opts.Concurrency, min(2*time.Second, opts.Duration), serverCert, serverCA, nonceReply, len(up), len(down))
+	if err != nil {
+		return nil, err
+	}
+	res.Ceiling = cores / (sigCPU + res.HTTPS).Seconds()
 
 	storeName, mode := "SQLite", "CBOR"
 	if opts.Store == "memory" {
@@ -410,6 +442,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 		proto = "HTTP/2, one shared connection"
 	}
 	rate := res.Rate()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 	fmt.Fprintf(out, "devices         %d\n", opts.Devices)
 	fmt.Fprintf(out, "concurrency     %d (%s, %s, TLS 1.3)\n", opts.Concurrency, mode, proto)
 	fmt.Fprintf(out, "store           %s\n", storeName)
@@ -421,80 +454,36 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 	printCPU(out, "attestation", res.Attestations, res.Elapsed, cpu, others, "this process: verifier, devices, clients")
 	fmt.Fprintf(out, "ecdsa verify/s  %.0f (P-256, crypto/ecdsa.VerifyASN1, all cores)\n", res.VerifyRate)
 	fmt.Fprintf(out, "ecdsa sign/s    %.0f (P-256, crypto/ecdsa.SignASN1, all cores)\n", res.SignRate)
-	// The verifier's signature work per attestation, with its chains
-	// cached: one verification (the evidence) and one signature (the EAR),
-	// the signature counted in verifications by their measured cost.
-	verifier := 1 + res.VerifyRate/res.SignRate
-	// The load generator's, on the same cores: the emulated device signs
-	// the evidence and verifies its own signature (the COSE signer's check
-	// against faults): 1 signature and 1 verification more. Its Alias key
-	// was derived at its first attestation of the boot (not timed), as an
-	// MCU's app layer derives it once per boot.
-	whole := verifier + 1 + res.VerifyRate/res.SignRate
 	fmt.Fprintf(out, "ratio           %.2f of verify/s ÷ 1 (the evidence's signature alone)\n", rate/res.VerifyRate)
-	fmt.Fprintf(out, "ratio           %.2f of verify/s ÷ %.2f (verifier: 1 verify + 1 EAR signature)\n", rate/(res.VerifyRate/verifier), verifier)
-	dev := "and the device: evidence signature and its self-check"
-	if alg != pluton.ECDSAP256 {
-		dev += ", counted as P-256 though the chips' keys are " + alg.String()
-	}
-	fmt.Fprintf(out, "ratio           %.2f of verify/s ÷ %.2f (%s)\n", rate/(res.VerifyRate/whole), whole, dev)
+	fmt.Fprintf(out, "floor           %.3f ms of CPU per attestation in signatures alone (%s)\n", ms(sigCPU), describe(work))
+	fmt.Fprintf(out, "https           %.3f ms of CPU per attestation for its two HTTPS exchanges alone (bare net/http, same TLS and connections, %d-byte evidence request, %d-byte answer)\n",
+		ms(res.HTTPS), len(up), len(down))
+	fmt.Fprintf(out, "ceiling         %.0f attestations/s on these cores if they did nothing but those signatures and exchanges\n", res.Ceiling)
+	fmt.Fprintf(out, "ratio           %.2f (attestations/s / that ceiling)\n", rate/res.Ceiling)
 	return res, nil
 }
 
 // benchAttest has one device attest through c; the answer must be
-// affirming.
-func benchAttest(ctx context.Context, c *api.Client, d *benchDevice) (*api.AttestResponse, error) {
+// affirming. It returns the answer and the size of the evidence.
+func benchAttest(ctx context.Context, c *api.Client, d *benchDevice) (*api.AttestResponse, int, error) {
 	n, err := c.Nonce(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("bench: nonce: %w", err)
+		return nil, 0, fmt.Errorf("bench: nonce: %w", err)
 	}
 	d.mu.Lock()
 	tok, err := d.d.Attest(ctx, n)
 	d.mu.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("bench: device: %w", err)
+		return nil, 0, fmt.Errorf("bench: device: %w", err)
 	}
 	res, err := c.Attest(ctx, &api.AttestRequest{Evidence: tok})
 	if err != nil {
-		return nil, fmt.Errorf("bench: attest: %w", err)
+		return nil, 0, fmt.Errorf("bench: attest: %w", err)
 	}
 	if res.Status != attest.StatusAffirming {
-		return nil, fmt.Errorf("bench: the verifier answered %s: %s", res.Status, reasonList(res.Reasons))
+		return nil, 0, fmt.Errorf("bench: the verifier answered %s: %s", res.Status, reasonList(res.Reasons))
 	}
-	return res, nil
-}
-
-// ecdsaRates measures ECDSA P-256 verifications and signatures per second
-// on every core, for about d each.
-func ecdsaRates(d time.Duration) (verify, sign float64) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	digest := sha256.Sum256([]byte("rootline bench"))
-	sig, _ := ecdsa.SignASN1(rand.Reader, key, digest[:])
-	run := func(f func()) float64 {
-		var n atomic.Int64
-		var wg sync.WaitGroup
-		start := time.Now()
-		end := start.Add(d)
-		for range runtime.GOMAXPROCS(0) {
-			wg.Go(func() {
-				for time.Now().Before(end) {
-					for range 16 {
-						f()
-					}
-					n.Add(16)
-				}
-			})
-		}
-		wg.Wait()
-		return float64(n.Load()) / time.Since(start).Seconds()
-	}
-	verify = run(func() {
-		if !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) {
-			panic("bench: ECDSA self-check failed")
-		}
-	})
-	sign = run(func() { ecdsa.SignASN1(rand.Reader, key, digest[:]) })
-	return verify, sign
+	return res, len(tok), nil
 }
 
 // benchCA makes a root and product's issuing CA with software P-256 keys.
