@@ -61,11 +61,16 @@
 // chain (see "Kinds of identity").
 //
 // Steps 1, 2 and 4 (but for a TPM's quote) are costly and the same on
-// every attestation of a device: the DICE chain (keyed by the SHA-256 of its certificates) and
-// the IDevID chain are remembered once verified, in bounded LRU caches
-// (Config.ChainCacheSize). With its chains cached, an attestation costs
-// one signature verification (the token's, checked directly, RFC 9052,
-// §4.4) and one signature (the EAR). Steps 3, 5, 6 and 7 run every time.
+// every attestation of a device: the DICE chain (keyed by the SHA-256 of
+// its certificates) and the IDevID chain are remembered once verified, in
+// bounded LRU caches (Config.ChainCacheSize). With its chains cached, an
+// attestation costs one signature verification (the token's, checked
+// directly, RFC 9052, §4.4) and one signature (the EAR). Steps 3, 5, 6
+// and 7 run every time. A device sends the same event log at every
+// attestation of a boot: the cached DICE chain also keeps the parsed log
+// of its last verified token, reused only for a byte-identical log claim
+// (measure.Log.ParsedFrom), with its replay; the replay is still compared
+// with the signed register values of every token.
 //
 // # Kinds of identity
 //
