@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"runtime"
 	"sync"
 	"time"
 
@@ -24,10 +26,31 @@ type SQLiteConfig struct {
 	// StateCacheSize bounds the devices whose accepted state is kept in
 	// memory; 0 means DefaultStateCacheSize, negative disables the cache.
 	StateCacheSize int
+	// GatherWait bounds how long the writer, holding a write, waits for
+	// more to share its transaction (and its fsync) when writes came
+	// while it wrote the last batch and have lately come at least one
+	// per GatherWait; 0 means DefaultGatherWait, negative never waits.
+	// A write's latency grows by at most GatherWait; a lone caller's
+	// writes, or sparse ones, never wait.
+	GatherWait time.Duration
 }
 
 // DefaultStateCacheSize is the default SQLiteConfig.StateCacheSize.
 const DefaultStateCacheSize = 1 << 16
+
+// gatherEnough is the batch size at which the writer stops waiting for
+// more writes (see writer).
+const gatherEnough = 8
+
+// DefaultGatherWait is the default SQLiteConfig.GatherWait. With 16
+// concurrent attestations on 2 cores (about 2,500 verdicts/s) the yield
+// and this wait take the writes per COMMIT from about 1.1 to about 2.4,
+// which saves more CPU per verdict than any other change to the store,
+// and the throughput it frees lowers latency more than the wait adds to
+// it. A longer wait gathers more when the cores are saturated, but costs
+// throughput when they are not: with 4 concurrent attestations, 1ms took
+// about 10% off their rate.
+const DefaultGatherWait = 500 * time.Microsecond
 
 // Validate checks c.
 func (c *SQLiteConfig) Validate() error {
@@ -55,14 +78,20 @@ func (c *SQLiteConfig) Validate() error {
 // attestation: the store must then be the only writer of its file. The
 // rollback check of Record always reads the database, in the transaction.
 type SQLite struct {
-	states   *lru[stateEntry]
-	wdb, rdb *sql.DB
-	wconn    *sql.Conn
-	wq       *sqlstmt.Cache // the writer's prepared statements, on wconn
-	maxBatch int
-	reqs     chan *sqliteWrite
-	quit     chan struct{}
-	done     chan struct{}
+	states     *lru[stateEntry]
+	wdb, rdb   *sql.DB
+	wconn      *sql.Conn
+	wq         *sqlstmt.Cache // the writer's prepared statements, on wconn
+	maxBatch   int
+	gatherWait time.Duration // 0: never wait
+	reqs       chan *sqliteWrite
+	quit       chan struct{}
+	done       chan struct{}
+
+	// commits and writes count the writer's transactions and the writes
+	// they held; only the writer touches them (tests read them after
+	// Close).
+	commits, writes int
 
 	mu     sync.RWMutex
 	closed bool
@@ -70,10 +99,12 @@ type SQLite struct {
 
 var _ Store = (*SQLite)(nil)
 
-// stateEntry is a cached accepted state and the verdict that set it.
+// stateEntry is a cached accepted state, the verdict that set it and its
+// encoding as stored (device_state.state).
 type stateEntry struct {
 	st      *DeviceState // nil: none
 	verdict int64
+	enc     []byte // st's JSON as stored; nil if st is nil
 }
 
 // newerState says whether v comes from a later verdict than old, so that
@@ -123,9 +154,16 @@ func OpenSQLite(ctx context.Context, cfg *SQLiteConfig) (*SQLite, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &SQLite{maxBatch: cfg.MaxBatch, reqs: make(chan *sqliteWrite, 1024), quit: make(chan struct{}), done: make(chan struct{})}
+	s := &SQLite{maxBatch: cfg.MaxBatch, gatherWait: cfg.GatherWait,
+		reqs: make(chan *sqliteWrite, 1024), quit: make(chan struct{}), done: make(chan struct{})}
 	if s.maxBatch == 0 {
 		s.maxBatch = 256
+	}
+	switch {
+	case s.gatherWait == 0:
+		s.gatherWait = DefaultGatherWait
+	case s.gatherWait < 0:
+		s.gatherWait = 0
 	}
 	size := cfg.StateCacheSize
 	if size == 0 {
@@ -207,14 +245,42 @@ func (s *SQLite) Record(ctx context.Context, v *Verdict) error {
 	return <-w.done
 }
 
+// writer runs the batches until Close.
+//
+// A batch is the write that woke the writer and those that join it:
+// first those already queued or sent by the goroutines runnable now
+// (runtime.Gosched lets them run until they block; when nothing else is
+// runnable it returns at once), then, if the batch is still small, writes
+// came while the last batch was being written and have lately come at
+// least one per gatherWait, those that come within gatherWait, until the
+// batch holds gatherEnough. Every COMMIT costs an fsync and WAL frames for
+// each page it changed, whatever the number of writes it holds: with 16
+// attestations in flight on 2 cores, batches taken only from the queue
+// hold about one write.
 func (s *SQLite) writer() {
 	defer close(s.done)
 	batch := make([]*sqliteWrite, 0, s.maxBatch)
+	// The wait ends once the batch holds gatherEnough writes: each then
+	// pays an eighth of the COMMIT or less, and waiting for more would
+	// only add latency.
+	enough := min(gatherEnough, s.maxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	// gap estimates the time between writes: a moving average of each
+	// batch's span (from one batch's start to the next) over its writes.
+	// A span is capped, so that after an idle spell the estimate comes
+	// back within a few batches.
+	gap, last := time.Duration(-1), time.Time{}
 	for {
+		// A write already queued came while the last batch was being
+		// written: others are writing too. A lone caller's next write
+		// comes only after its last one's COMMIT, and never waits.
+		queued := len(s.reqs) > 0
 		select {
 		case w := <-s.reqs:
 			batch = append(batch[:0], w)
 		case <-s.quit:
+			// Close holds the lock: nobody is sending any more.
 			for {
 				select {
 				case w := <-s.reqs:
@@ -224,6 +290,8 @@ func (s *SQLite) writer() {
 				}
 			}
 		}
+		start := time.Now()
+		runtime.Gosched()
 	gather:
 		for len(batch) < s.maxBatch {
 			select {
@@ -233,6 +301,28 @@ func (s *SQLite) writer() {
 				break gather
 			}
 		}
+		if s.gatherWait > 0 && len(batch) < enough && queued && gap >= 0 && gap <= s.gatherWait {
+			timer.Reset(s.gatherWait)
+		wait:
+			for len(batch) < enough {
+				select {
+				case w := <-s.reqs:
+					batch = append(batch, w)
+				case <-timer.C:
+					break wait
+				}
+			}
+			timer.Stop()
+		}
+		if !last.IsZero() {
+			g := min(start.Sub(last), 8*s.gatherWait+time.Millisecond) / time.Duration(len(batch))
+			if gap < 0 {
+				gap = g
+			} else {
+				gap += (g - gap) / 8
+			}
+		}
+		last = start
 		s.commit(batch)
 	}
 }
@@ -245,6 +335,8 @@ func (s *SQLite) writer() {
 // again with each write in its own SAVEPOINT, so that the failing write
 // fails alone.
 func (s *SQLite) commit(batch []*sqliteWrite) {
+	s.commits++
+	s.writes += len(batch)
 	if !s.commitBatch(batch, false) {
 		s.commitBatch(batch, true)
 	}
@@ -275,6 +367,7 @@ func (s *SQLite) commitBatch(batch []*sqliteWrite, savepoints bool) bool {
 		return finish(fmt.Errorf("attest: store: %w", err))
 	}
 	ids := make([]int64, len(batch))
+	encs := make([][]byte, len(batch)) // the accepted states as stored
 	for i, w := range batch {
 		if err := w.ctx.Err(); err != nil {
 			errs[i] = err
@@ -282,7 +375,7 @@ func (s *SQLite) commitBatch(batch []*sqliteWrite, savepoints bool) bool {
 		}
 		if !savepoints {
 			var failed bool
-			ids[i], failed, errs[i] = s.write(ctx, q, w.v)
+			ids[i], encs[i], failed, errs[i] = s.write(ctx, q, w.v)
 			if failed {
 				rollback()
 				return false
@@ -293,7 +386,7 @@ func (s *SQLite) commitBatch(batch []*sqliteWrite, savepoints bool) bool {
 			rollback()
 			return finish(fmt.Errorf("attest: store: %w", err))
 		}
-		ids[i], _, errs[i] = s.write(ctx, q, w.v)
+		ids[i], encs[i], _, errs[i] = s.write(ctx, q, w.v)
 		if errs[i] != nil {
 			if _, err := q.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
 				rollback()
@@ -313,7 +406,7 @@ func (s *SQLite) commitBatch(batch []*sqliteWrite, savepoints bool) bool {
 		if errs[i] == nil {
 			w.v.ID = ids[i]
 			if w.v.Accepted != nil {
-				s.states.putIf(sha256.Sum256(w.v.UEID), stateEntry{w.v.Accepted.clone(), ids[i]}, newerState)
+				s.states.putIf(sha256.Sum256(w.v.UEID), stateEntry{w.v.Accepted.clone(), ids[i], encs[i]}, newerState)
 			}
 		}
 	}
@@ -321,53 +414,75 @@ func (s *SQLite) commitBatch(batch []*sqliteWrite, savepoints bool) bool {
 }
 
 // write writes one verdict in the transaction: the rollback check, then
-// the verdict and the new state. A write the check refuses (err wraps
-// ErrRollback) or that cannot be encoded has written nothing; failed says
-// that a statement failed after the check, which may have left part of
-// the write.
-func (s *SQLite) write(ctx context.Context, tx *sqlstmt.Cache, v *Verdict) (id int64, failed bool, err error) {
-	reasons, err := json.Marshal(nonNil(v.Reasons))
-	if err != nil {
-		return 0, false, err
+// the verdict and the new state, and returns the verdict's ID and the new
+// state as stored. A write the check refuses (err wraps ErrRollback) or
+// that cannot be encoded has written nothing; failed says that a statement
+// failed after the check, which may have left part of the write.
+//
+// The check compares with the state the database holds, read in the
+// transaction. Decoding it is skipped when its bytes are those of the
+// cached state (the encoding this store wrote, or read, with it): the
+// decoding is a function of the bytes alone, so the cached state is the
+// one decoding would give. A state changed behind the store's back thus
+// never escapes the check; it only costs a decoding.
+func (s *SQLite) write(ctx context.Context, tx *sqlstmt.Cache, v *Verdict) (id int64, accepted []byte, failed bool, err error) {
+	reasons := []byte("[]")
+	if len(v.Reasons) > 0 {
+		if reasons, err = json.Marshal(v.Reasons); err != nil {
+			return 0, nil, false, err
+		}
 	}
-	var accepted []byte
 	if v.Accepted != nil {
 		var old []byte
 		err := tx.QueryRowContext(ctx, "SELECT state FROM device_state WHERE ueid = ?", v.UEID).Scan(&old)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
-			return 0, true, fmt.Errorf("attest: store: %w", err)
+			return 0, nil, true, fmt.Errorf("attest: store: %w", err)
 		default:
-			var prev DeviceState
-			if err := json.Unmarshal(old, &prev); err != nil {
-				return 0, false, fmt.Errorf("attest: store: device state: %w", err)
+			prev, err := s.decodeState(v.UEID, old)
+			if err != nil {
+				return 0, nil, false, err
 			}
-			if why := v.Accepted.Below(&prev); why != "" {
-				return 0, false, fmt.Errorf("%w: %s", ErrRollback, why)
+			if why := v.Accepted.Below(prev); why != "" {
+				return 0, nil, false, fmt.Errorf("%w: %s", ErrRollback, why)
 			}
 		}
 		if accepted, err = json.Marshal(v.Accepted); err != nil {
-			return 0, false, err
+			return 0, nil, false, err
 		}
 	}
 	res, err := tx.ExecContext(ctx,
 		"INSERT INTO verdicts (ueid, time, status, reasons, product, release, accepted) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		v.UEID, v.Time.UnixNano(), string(v.Status), string(reasons), v.Product, v.Release, nullString(accepted))
 	if err != nil {
-		return 0, true, fmt.Errorf("attest: store: %w", err)
+		return 0, nil, true, fmt.Errorf("attest: store: %w", err)
 	}
 	if id, err = res.LastInsertId(); err != nil {
-		return 0, true, fmt.Errorf("attest: store: %w", err)
+		return 0, nil, true, fmt.Errorf("attest: store: %w", err)
 	}
 	if accepted != nil {
 		if _, err := tx.ExecContext(ctx,
 			"INSERT INTO device_state (ueid, state, verdict) VALUES (?, ?, ?) ON CONFLICT (ueid) DO UPDATE SET state = excluded.state, verdict = excluded.verdict",
 			v.UEID, string(accepted), id); err != nil {
-			return 0, true, fmt.Errorf("attest: store: %w", err)
+			return 0, nil, true, fmt.Errorf("attest: store: %w", err)
 		}
 	}
-	return id, false, nil
+	return id, accepted, false, nil
+}
+
+// decodeState returns the device state stored as b (device_state.state):
+// the cached state if b is its stored encoding, else b decoded. The
+// result is only read, never changed.
+func (s *SQLite) decodeState(ueid, b []byte) (*DeviceState, error) {
+	if e, ok := s.states.get(sha256.Sum256(ueid)); ok && e.st != nil && bytes.Equal(e.enc, b) {
+		return e.st, nil
+	}
+	st := new(DeviceState)
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("attest: store: device state: %w", err)
+	}
+	return st, nil
 }
 
 func nonNil(r []Reason) []Reason {
@@ -403,7 +518,7 @@ func (s *SQLite) State(ctx context.Context, ueid []byte) (*DeviceState, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, fmt.Errorf("attest: store: device state: %w", err)
 	}
-	s.states.putIf(key, stateEntry{st.clone(), verdict}, newerState)
+	s.states.putIf(key, stateEntry{st.clone(), verdict, b}, newerState)
 	return &st, nil
 }
 
