@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -676,7 +675,7 @@ func runBenchProvision(ctx context.Context, opts *benchProvisionOptions) (*bench
 
 	// The floor the signatures alone set, measured now on these cores.
 	if opts.Identity != provision.Injected {
-		fmt.Fprintf(prog, "bench: measuring Go's raw signature rates on %d cores\n", runtime.GOMAXPROCS(0))
+		fmt.Fprintf(prog, "bench: measuring Go's raw signature rates on %d cores\n", benchCores())
 		dice := opts.DeviceIDAlg
 		if dice == pluton.AlgorithmUnknown {
 			dice = pluton.ECDSAP256 // the chips' default

@@ -99,7 +99,7 @@ func (c sigCosts) floor(work []sigWork) (cpu time.Duration, perSecond float64) {
 		}
 		cpu += time.Duration(w.N) * op
 	}
-	return cpu, float64(runtime.GOMAXPROCS(0)) / cpu.Seconds()
+	return cpu, float64(benchCores()) / cpu.Seconds()
 }
 
 // describe says what work is, party by party, adding up the entries of
@@ -139,7 +139,7 @@ func describe(work []sigWork) string {
 func printFloor(out io.Writer, item string, work []sigWork, costs sigCosts, achieved float64) {
 	cpu, most := costs.floor(work)
 	fmt.Fprintf(out, "floor      %.2f ms of CPU per %s in signatures alone (Go's crypto on %d cores; %s): at most %.0f %ss/s\n",
-		float64(cpu.Microseconds())/1e3, item, runtime.GOMAXPROCS(0), describe(work), most, item)
+		float64(cpu.Microseconds())/1e3, item, benchCores(), describe(work), most, item)
 	fmt.Fprintf(out, "ratio      %.2f (%ss/s / that floor's limit)\n", achieved/most, item)
 }
 
@@ -213,7 +213,7 @@ func cpuPerCall(d time.Duration, f func()) time.Duration {
 	wg.Wait()
 	cpu, _ := sampleCPU("self").since(cpu0)
 	if cpu <= 0 {
-		cpu = time.Since(start) * time.Duration(runtime.GOMAXPROCS(0))
+		cpu = time.Since(start) * time.Duration(benchCores())
 	}
 	return cpu / time.Duration(n.Load())
 }
@@ -333,7 +333,12 @@ func httpsFloor(ctx context.Context, clients int, d time.Duration, cert tls.Cert
 		return 0, errors.New("bench: no bare HTTPS exchange completed")
 	}
 	if cpu <= 0 {
-		cpu = time.Since(start) * time.Duration(runtime.GOMAXPROCS(0))
+		cpu = time.Since(start) * time.Duration(benchCores())
 	}
 	return cpu / time.Duration(n), nil
 }
+
+// benchCores is the number of cores the process can run on at once: its
+// GOMAXPROCS, or fewer if the machine has fewer CPUs (GOMAXPROCS set above
+// them runs more threads, not more cores).
+func benchCores() int { return min(runtime.GOMAXPROCS(0), runtime.NumCPU()) }

@@ -405,7 +405,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 
 	// 6. The floors: what the signatures alone, and the two HTTPS
 	// exchanges alone, cost on this machine, measured now.
-	fmt.Fprintf(prog, "bench: measuring Go's raw signature costs and bare HTTPS on %d cores\n", runtime.GOMAXPROCS(0))
+	fmt.Fprintf(prog, "bench: measuring Go's raw signature costs and bare HTTPS on %d cores\n", benchCores())
 	work := attestSignatures(alg)
 	// (Shorter for short runs: a test's.)
 	costs, err := measureSigCosts(append(work, sigWork{Alg: pluton.ECDSAP256}), min(500*time.Millisecond, opts.Duration/4))
@@ -413,7 +413,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 		return nil, err
 	}
 	sigCPU, _ := costs.floor(work)
-	cores := float64(runtime.GOMAXPROCS(0))
+	cores := float64(benchCores())
 	res.VerifyRate, res.SignRate = cores/costs[pluton.ECDSAP256][1].Seconds(), cores/costs[pluton.ECDSAP256][0].Seconds()
 	up, err := cbor.Marshal(&api.AttestRequest{Evidence: make([]byte, evidenceSize)})
 	if err != nil {
@@ -447,7 +447,7 @@ func runBenchVerify(ctx context.Context, opts *benchVerifyOptions) (*benchVerify
 	fmt.Fprintf(out, "concurrency     %d (%s, %s, TLS 1.3)\n", opts.Concurrency, mode, proto)
 	fmt.Fprintf(out, "store           %s\n", storeName)
 	fmt.Fprintf(out, "deviceid-alg    %s (the chips' DICE keys: DeviceID, Alias, evidence signature)\n", alg)
-	fmt.Fprintf(out, "cores           %d\n", runtime.GOMAXPROCS(0))
+	fmt.Fprintf(out, "cores           %d (GOMAXPROCS %d)\n", benchCores(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(out, "attestations    %d in %s\n", res.Attestations, res.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "attestations/s  %.0f (verifier and load generator on the same cores)\n", rate)
 	printLatency(out, res.Latencies)
