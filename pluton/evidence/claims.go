@@ -158,14 +158,12 @@ var (
 	claimsEncMode = strictcbor.EncMode()
 )
 
-// validate checks c against the profile's rules and limits and returns
-// its event log parsed (nil if it has none). Errors are *VerifyError.
-func (c *Claims) validate() (*measure.Log, error) { return c.check(nil) }
-
-// check is validate, except that the event log is first asked of parsed,
-// if not nil: a Log it returns that measure.ParseLog made from exactly
-// c.EventLog (measure.Log.ParsedFrom) is the Log parsing would give, and
-// is returned without parsing again.
+// check checks c against the profile's rules and limits and returns its
+// event log parsed (nil if it has none). Errors are *VerifyError. If
+// parsed is not nil the event log is first asked of it: a Log it returns
+// that measure.ParseLog made from exactly c.EventLog
+// (measure.Log.ParsedFrom) is the Log parsing would give, and is returned
+// without parsing again.
 func (c *Claims) check(parsed func([]byte) *measure.Log) (*measure.Log, error) {
 	if c == nil {
 		return nil, malformed("no claims")
