@@ -987,21 +987,7 @@ func (c *lru[V]) get(k [32]byte) (V, bool) {
 }
 
 func (c *lru[V]) put(k [32]byte, v V) {
-	if c.max <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok {
-		c.ll.MoveToFront(e)
-		return
-	}
-	c.m[k] = c.ll.PushFront(&lruItem[V]{key: k, val: v})
-	for c.ll.Len() > c.max {
-		e := c.ll.Back()
-		c.ll.Remove(e)
-		delete(c.m, e.Value.(*lruItem[V]).key)
-	}
+	c.putIf(k, v, func(V, V) bool { return false })
 }
 
 // putIf is put where v replaces a cached value old only if replace(old, v).

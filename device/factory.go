@@ -188,7 +188,10 @@ func (d *Device) Identity(ctx context.Context) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-func (d *Device) checkIdentity(ctx context.Context, chain [][]byte) ([]*x509.Certificate, error) {
+// parseIdentityChain parses an untrusted IDevID chain within its bounds:
+// 2 to MaxIdentityCertificates certificates of at most
+// MaxIdentityCertificateLen bytes each. Errors wrap ErrIdentity.
+func parseIdentityChain(chain [][]byte) ([]*x509.Certificate, error) {
 	if len(chain) < 2 || len(chain) > MaxIdentityCertificates {
 		return nil, fmt.Errorf("%w: %d certificates", ErrIdentity, len(chain))
 	}
@@ -202,6 +205,14 @@ func (d *Device) checkIdentity(ctx context.Context, chain [][]byte) ([]*x509.Cer
 			return nil, fmt.Errorf("%w: certificate %d: %v", ErrIdentity, i, err)
 		}
 		certs[i] = c
+	}
+	return certs, nil
+}
+
+func (d *Device) checkIdentity(ctx context.Context, chain [][]byte) ([]*x509.Certificate, error) {
+	certs, err := parseIdentityChain(chain)
+	if err != nil {
+		return nil, err
 	}
 	key, err := d.identityKey(ctx)
 	if err != nil {

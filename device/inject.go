@@ -219,19 +219,9 @@ func chainPEM(certs []*x509.Certificate) []byte {
 // the last self-signed), a leaf that is not a CA and whose
 // HardwareModuleName names ueid. Its key is checked by the chip on install.
 func (d *Device) checkInjectedChain(ctx context.Context, chain [][]byte, ueid []byte) ([]*x509.Certificate, error) {
-	if len(chain) < 2 || len(chain) > MaxIdentityCertificates {
-		return nil, fmt.Errorf("%w: %d certificates", ErrIdentity, len(chain))
-	}
-	certs := make([]*x509.Certificate, len(chain))
-	for i, der := range chain {
-		if len(der) > MaxIdentityCertificateLen {
-			return nil, fmt.Errorf("%w: certificate %d is %d bytes", ErrIdentity, i, len(der))
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, fmt.Errorf("%w: certificate %d: %v", ErrIdentity, i, err)
-		}
-		certs[i] = c
+	certs, err := parseIdentityChain(chain)
+	if err != nil {
+		return nil, err
 	}
 	leaf := certs[0]
 	if leaf.IsCA {

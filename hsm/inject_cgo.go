@@ -465,18 +465,22 @@ func (m *Module) DeriveSecret(ctx context.Context, req *DeriveSecretRequest) (*W
 func (m *Module) destroyByID(ctx context.Context, id []byte) error {
 	ctx, unlock := m.lockObjects(ctx)
 	defer unlock()
-	return m.do(ctx, nil, func(sh pkcs11.SessionHandle) error {
-		hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id)}, 16)
-		if err != nil {
-			return err
+	return m.do(ctx, nil, func(sh pkcs11.SessionHandle) error { return m.destroyID(sh, id) })
+}
+
+// destroyID destroys, in session sh, every object with CKA_ID id. The
+// caller holds the token objects' lock (lockObjects).
+func (m *Module) destroyID(sh pkcs11.SessionHandle, id []byte) error {
+	hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id)}, 16)
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		if err := m.p.DestroyObject(sh, h); err != nil {
+			return m.wrap("C_DestroyObject", err)
 		}
-		for _, h := range hs {
-			if err := m.p.DestroyObject(sh, h); err != nil {
-				return m.wrap("C_DestroyObject", err)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // ecdhPublic encodes an ECDSA public key as its SEC 1 uncompressed point.

@@ -436,18 +436,7 @@ func (m *Module) CreateKey(ctx context.Context, req *CreateKeyRequest) (crypto.P
 		err = pairwiseTest(ctx, s)
 	}
 	if err != nil {
-		derr := m.do(context.WithoutCancel(ctx), nil, func(sh pkcs11.SessionHandle) error {
-			hs, err := m.findObjects(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, id)}, 16)
-			if err != nil {
-				return err
-			}
-			for _, h := range hs {
-				if err := m.p.DestroyObject(sh, h); err != nil {
-					return m.wrap("C_DestroyObject", err)
-				}
-			}
-			return nil
-		})
+		derr := m.do(context.WithoutCancel(ctx), nil, func(sh pkcs11.SessionHandle) error { return m.destroyID(sh, id) })
 		m.log.Error("hsm: new key failed its checks and was destroyed", "token", m.token.Label, "label", label, "error", err, "destroy_error", derr)
 		return nil, nil, errors.Join(err, derr)
 	}

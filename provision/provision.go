@@ -422,12 +422,22 @@ func (s *Service) provision(ctx context.Context, station Station, req *Request) 
 		return nil, err
 	}
 
-	// 6. Record, issue, log. Requests for one UEID are serialised here.
+	// 6. Record, issue, log. Requests for one UEID are serialised there.
+	return s.recordIssueLog(ctx, station, policy, req, csr, nil)
+}
+
+// recordIssueLog is the last step of the flows whose chip makes its own key
+// (the on-chip DICE flow and the TPM flow): with the UEID's requests
+// serialised, the chip is reserved in the registry for the CSR's key (and
+// the TPM's IAK, if any), refused if it was registered for another product
+// or for an injected identity, then its IDevID is issued and logged.
+func (s *Service) recordIssueLog(ctx context.Context, station Station, policy *ProductPolicy, req *Request, csr *ca.CheckedCSR, iak []byte) (*Result, error) {
 	unlock := s.lock(req.UEID)
 	defer unlock()
 	rec, err := s.reg.Reserve(ctx, &registry.ReserveRequest{
-		UEID: req.UEID, PublicKey: spki,
+		UEID: req.UEID, PublicKey: csr.PublicKeyInfo(),
 		Product: req.Product, Lot: req.Lot, Station: station.Name,
+		TPMIAK: iak,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("provision: %w", err)

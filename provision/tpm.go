@@ -131,26 +131,8 @@ func (s *Service) provisionTPM(ctx context.Context, station Station, req *TPMReq
 	if err != nil {
 		return nil, err
 	}
-	// 7. Record, issue, log. Requests for one UEID are serialised here.
-	unlock := s.lock(req.UEID)
-	defer unlock()
-	rec, err := s.reg.Reserve(ctx, &registry.ReserveRequest{
-		UEID: req.UEID, PublicKey: csr.PublicKeyInfo(),
-		Product: req.Product, Lot: req.Lot, Station: station.Name,
-		TPMIAK: req.IAKPublic,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("provision: %w", err)
-	}
-	if rec.Product != req.Product {
-		return nil, fmt.Errorf("%w: chip already registered for product %q", ErrBadRequest, rec.Product)
-	}
-	if rec.Injected != nil {
-		return nil, fmt.Errorf("%w: chip was registered for an injected identity", ErrBadRequest)
-	}
-	return s.issueAndLog(ctx, station.Name, policy, req.Lot, rec, func() (*x509.Certificate, error) {
-		return s.issue(ctx, policy, &req.Request, csr)
-	})
+	// 7. Record, issue, log. Requests for one UEID are serialised there.
+	return s.recordIssueLog(ctx, station, policy, &req.Request, csr, req.IAKPublic)
 }
 
 // checkTPMRequestSizes bounds every field of an untrusted request.

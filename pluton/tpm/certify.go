@@ -356,13 +356,28 @@ func VerifyCertify(iak crypto.PublicKey, idevidPublic, attest, sig, nonce []byte
 	}
 
 	// 4. What kind of key it is.
+	return eccSigningKey(area, false, "")
+}
+
+// eccSigningKey checks that area is an ECDSA signing key (P-256 or P-384)
+// made in the TPM and bound to it (fixedTPM, fixedParent,
+// sensitiveDataOrigin), restricted (an attestation key) or not (a key that
+// signs outside data), and returns its public key. Failures are
+// *CertifyError wrapping ErrCertifyMalformed or ErrCertifyAttributes,
+// their detail prefixed by what.
+func eccSigningKey(area *tpm2.TPMTPublic, restricted bool, what string) (*ecdsa.PublicKey, error) {
+	fail := func(reason error, f string, a ...any) (*ecdsa.PublicKey, error) {
+		return nil, &CertifyError{Reason: reason, Detail: what + fmt.Sprintf(f, a...)}
+	}
 	a := area.ObjectAttributes
 	switch {
 	case area.Type != tpm2.TPMAlgECC:
 		return fail(ErrCertifyAttributes, "key type %v, want ECC", area.Type)
 	case !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin:
 		return fail(ErrCertifyAttributes, "not fixedTPM, fixedParent and sensitiveDataOrigin")
-	case !a.SignEncrypt || a.Decrypt || a.Restricted:
+	case restricted && (!a.SignEncrypt || a.Decrypt || !a.Restricted):
+		return fail(ErrCertifyAttributes, "not a restricted signing key")
+	case !restricted && (!a.SignEncrypt || a.Decrypt || a.Restricted):
 		return fail(ErrCertifyAttributes, "not an unrestricted signing-only key")
 	}
 	parms, err := area.Parameters.ECCDetail()

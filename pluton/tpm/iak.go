@@ -39,30 +39,7 @@ func ParseIAKPublic(b []byte) (*ecdsa.PublicKey, error) {
 	if _, ok := nameHash(area.NameAlg); !ok {
 		return fail(ErrCertifyAttributes, "nameAlg %v", area.NameAlg)
 	}
-	a := area.ObjectAttributes
-	switch {
-	case area.Type != tpm2.TPMAlgECC:
-		return fail(ErrCertifyAttributes, "key type %v, want ECC", area.Type)
-	case !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin:
-		return fail(ErrCertifyAttributes, "not fixedTPM, fixedParent and sensitiveDataOrigin")
-	case !a.SignEncrypt || a.Decrypt || !a.Restricted:
-		return fail(ErrCertifyAttributes, "not a restricted signing key")
-	}
-	parms, err := area.Parameters.ECCDetail()
-	if err != nil {
-		return fail(ErrCertifyMalformed, "ECC parameters: %v", err)
-	}
-	if parms.Scheme.Scheme != tpm2.TPMAlgECDSA {
-		return fail(ErrCertifyAttributes, "scheme %v, want ECDSA", parms.Scheme.Scheme)
-	}
-	b2 := tpm2.Marshal(tpm2.New2B(*area))
-	key, err := publicKeyOf(b2, pluton.ECDSAP256)
-	if err != nil {
-		if key, err = publicKeyOf(b2, pluton.ECDSAP384); err != nil {
-			return fail(ErrCertifyAttributes, "%v", err)
-		}
-	}
-	return key, nil
+	return eccSigningKey(area, true, "IAK: ")
 }
 
 // UEID returns the UEID a TPM whose IAK is iak reports ([TPM.Identity]):
